@@ -1,0 +1,3 @@
+from imgpipe.cli.main import app
+
+app(prog_name="imgpipe")

@@ -1,0 +1,25 @@
+"""The FastAPI application, built around a container."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from imgpipe import __version__
+from imgpipe.api import problems, routes_health, routes_images
+from imgpipe.services.deps import ServiceDeps
+
+
+def create_app(deps: ServiceDeps, staging_dir: Path) -> FastAPI:
+    app = FastAPI(
+        title="imgpipe",
+        version=__version__,
+        summary="Upload, validate, store and turn user images into web variants.",
+    )
+    app.state.deps = deps
+    app.state.staging_dir = staging_dir
+    problems.install(app)
+    app.include_router(routes_health.router)
+    app.include_router(routes_images.router)
+    return app

@@ -1,0 +1,129 @@
+"""/v1/images: thin routes that parse, call one service, and shape the answer."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from imgpipe.api.deps import current_owner, service_deps, staging_dir
+from imgpipe.api.schemas import ImageOut, ImagePageOut, ReprocessIn
+from imgpipe.api.upload import receive_upload
+from imgpipe.domain.errors import BadRequest
+from imgpipe.services import ingest, manage, queries
+from imgpipe.services.deps import ServiceDeps
+from imgpipe.services.queries import StoredObject
+
+router = APIRouter(prefix="/v1/images", tags=["images"])
+
+Deps = Annotated[ServiceDeps, Depends(service_deps)]
+Owner = Annotated[str, Depends(current_owner)]
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+_UPLOAD_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "profiles": {"type": "string", "description": "comma-separated names"},
+                        "callback_url": {"type": "string", "format": "uri"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("", status_code=202, response_model=ImageOut, openapi_extra=_UPLOAD_DOC)
+async def upload_image(request: Request, deps: Deps, owner: Owner) -> ImageOut:
+    """Upload an image (multipart field ``file``); 202 once the original is durable."""
+    form = await receive_upload(
+        request.headers.get("content-type"),
+        request.headers.get("content-length"),
+        request.stream(),
+        staging_dir(request),
+        deps.limits.max_upload_bytes,
+    )
+    try:
+        profiles = _profile_list(form.fields.get("profiles"))
+        view = await run_in_threadpool(
+            ingest.ingest,
+            deps,
+            form.staged,
+            owner,
+            profiles,
+            form.fields.get("callback_url") or None,
+        )
+    finally:
+        form.staged.path.unlink(missing_ok=True)
+    return ImageOut.of(view)
+
+
+@router.get("", response_model=ImagePageOut)
+def list_images(
+    deps: Deps,
+    owner: Owner,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> ImagePageOut:
+    """The caller's images, newest first; pass ``next_cursor`` back as ``cursor``."""
+    return ImagePageOut.of(queries.list_images(deps, owner, limit, cursor or None))
+
+
+@router.get("/{image_id}", response_model=ImageOut)
+def get_image(image_id: str, deps: Deps, owner: Owner) -> ImageOut:
+    return ImageOut.of(queries.get_image(deps, image_id, owner))
+
+
+@router.get("/{image_id}/variants/{name}", response_class=Response)
+def get_variant(image_id: str, name: str, request: Request, deps: Deps, owner: Owner) -> Response:
+    stored = queries.open_variant(deps, image_id, owner, name)
+    return _bytes_response(stored, request, IMMUTABLE)
+
+
+@router.get("/{image_id}/original", response_class=Response)
+def get_original(image_id: str, request: Request, deps: Deps, owner: Owner) -> Response:
+    """The original exactly as uploaded; owner only, never cached by shared caches."""
+    stored = queries.open_original(deps, image_id, owner)
+    return _bytes_response(stored, request, "private, max-age=0, no-store")
+
+
+@router.post("/{image_id}/reprocess", status_code=202, response_model=ImageOut)
+def reprocess_image(
+    image_id: str, deps: Deps, owner: Owner, body: ReprocessIn | None = None
+) -> ImageOut:
+    profiles = body.profiles if body else None
+    return ImageOut.of(manage.reprocess(deps, image_id, owner, profiles or None))
+
+
+@router.delete("/{image_id}", status_code=204, response_class=Response)
+def delete_image(image_id: str, deps: Deps, owner: Owner) -> Response:
+    manage.delete(deps, image_id, owner)
+    return Response(status_code=204)
+
+
+def _profile_list(raw: str | None) -> list[str] | None:
+    if raw is None or not raw.strip():
+        return None
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    if not names:
+        raise BadRequest("profiles must be a comma-separated list of profile names.")
+    return names
+
+
+def _bytes_response(stored: StoredObject, request: Request, cache_control: str) -> Response:
+    headers = {"ETag": stored.etag, "Cache-Control": cache_control}
+    if request.headers.get("if-none-match") == stored.etag:
+        stored.chunks.close() if hasattr(stored.chunks, "close") else None
+        return Response(status_code=304, headers=headers)
+    headers["Content-Length"] = str(stored.size)
+    return StreamingResponse(stored.chunks, media_type=stored.media_type, headers=headers)

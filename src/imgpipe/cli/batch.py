@@ -1,0 +1,156 @@
+"""``imgpipe process``: the engine over files on disk, no server, in parallel processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from imgpipe.domain.errors import ImgpipeError
+from imgpipe.domain.media import Limits
+from imgpipe.domain.profiles import Profile
+
+
+@dataclass(frozen=True, slots=True)
+class BatchInput:
+    source: Path
+    out_dir: Path  # DIR/<relative path without extension>
+
+
+@dataclass(slots=True)
+class ItemResult:
+    source: str
+    ok: bool
+    bytes_in: int = 0
+    bytes_out: int = 0
+    outputs: list[str] = field(default_factory=list)
+    code: str | None = None
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class BatchSummary:
+    images: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    seconds: float = 0.0
+    workers: int = 1
+    failures: list[dict[str, str | None]] = field(default_factory=list)
+
+    def add(self, result: ItemResult) -> None:
+        self.images += 1
+        self.bytes_in += result.bytes_in
+        self.bytes_out += result.bytes_out
+        if result.ok:
+            self.succeeded += 1
+        else:
+            self.failed += 1
+            self.failures.append(
+                {"source": result.source, "code": result.code, "reason": result.reason}
+            )
+
+    def as_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["images_per_second"] = self.images / self.seconds if self.seconds else 0.0
+        return data
+
+
+def collect_inputs(paths: Sequence[Path], out: Path) -> list[BatchInput]:
+    """Every file under each PATH (hidden files skipped), mapped to its output folder."""
+    inputs: list[BatchInput] = []
+    for root in paths:
+        if root.is_file():
+            inputs.append(BatchInput(root, out / root.stem))
+            continue
+        for file in sorted(root.rglob("*")):
+            relative = file.relative_to(root)
+            if file.is_file() and not any(part.startswith(".") for part in relative.parts):
+                inputs.append(BatchInput(file, out / relative.with_suffix("")))
+    return inputs
+
+
+def run_batch(
+    inputs: Sequence[BatchInput],
+    profiles: Sequence[Profile],
+    limits: Limits,
+    timeout_s: float,
+    workers: int,
+) -> Iterator[ItemResult]:
+    """Yield each input's result as it completes."""
+    if workers <= 1:
+        _init_worker(1)
+        for item in inputs:
+            yield process_one(item, profiles, limits, timeout_s)
+        return
+    # spawn, not fork: libvips' thread pool must not be copied into a child half-started.
+    context = multiprocessing.get_context("spawn")
+    vips_threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(vips_threads,)
+    ) as pool:
+        futures: list[Future[ItemResult]] = [
+            pool.submit(process_one, item, profiles, limits, timeout_s) for item in inputs
+        ]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def _init_worker(vips_threads: int) -> None:
+    from imgpipe import engine
+
+    # An explicit VIPS_CONCURRENCY (a benchmark pinning one core, say) wins.
+    engine.configure(None if "VIPS_CONCURRENCY" in os.environ else vips_threads)
+
+
+def process_one(
+    item: BatchInput, profiles: Sequence[Profile], limits: Limits, timeout_s: float
+) -> ItemResult:
+    from imgpipe.engine.deadline import Deadline
+    from imgpipe.engine.pipeline import Rendered, render_variants
+    from imgpipe.engine.probe import probe
+
+    result = ItemResult(str(item.source), ok=True)
+    try:
+        result.bytes_in = item.source.stat().st_size
+        facts = probe(item.source, limits)
+        specs = [spec for profile in profiles for spec in profile.variants()]
+        rendered = render_variants(item.source, facts, specs, Deadline(timeout_s)).outcomes
+    except ImgpipeError as exc:
+        return _failed(result, exc.code, exc.detail)
+    except OSError as exc:
+        return _failed(result, "unreadable", str(exc))
+    item.out_dir.mkdir(parents=True, exist_ok=True)
+    for spec in specs:
+        outcome = rendered[spec.name]
+        if not isinstance(outcome, Rendered):
+            return _failed(result, outcome.code, f"{spec.name}: {outcome.detail}")
+        target = item.out_dir / f"{spec.profile.name}.{outcome.format.extension}"
+        _write_atomic(target, outcome.data)
+        result.bytes_out += len(outcome.data)
+        result.outputs.append(str(target))
+    return result
+
+
+def _failed(result: ItemResult, code: str, reason: str) -> ItemResult:
+    result.ok, result.code, result.reason = False, code, reason
+    return result
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
+
+
+def timed(results: Iterator[ItemResult], summary: BatchSummary) -> Iterator[ItemResult]:
+    started = time.perf_counter()
+    for result in results:
+        summary.add(result)
+        summary.seconds = time.perf_counter() - started
+        yield result

@@ -1,0 +1,263 @@
+"""The ``imgpipe`` command: thin adapters that parse, call one thing, and report."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from imgpipe.config import Settings, load_settings
+
+app = typer.Typer(
+    name="imgpipe",
+    help="Upload, validate, store and turn user images into web variants.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+err = Console(stderr=True)
+
+Host = Annotated[str, typer.Option(help="Address to bind.")]
+Port = Annotated[int, typer.Option(help="Port to bind.")]
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = "IMGPIPE_" + "_".join(str(p) for p in error["loc"]).upper()
+            err.print(f"[red]imgpipe: setting {name}: {error['msg']}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(
+                ipaddress.ip_address(info[4][0]).is_loopback
+                for info in socket.getaddrinfo(host, None)
+            )
+        except OSError:
+            return False
+
+
+def _require_safe_bind(host: str, settings: Settings) -> None:
+    """SPEC §4: with no API key, only a loopback bind may serve, as single-user mode."""
+    if _is_loopback(host) and settings.auth != "required":
+        err.print(
+            "[bold]imgpipe: single-user mode[/bold] - no API keys exist and the bind is "
+            f"loopback ({host}), so every request acts as one owner. Bind another address "
+            "only once API keys exist."
+        )
+        return
+    err.print(
+        f"[red]imgpipe: refusing to start on {host}: no API key exists, so anyone who can "
+        "reach this address could read and delete every image. Bind 127.0.0.1, or create "
+        "an API key first.[/red]"
+    )
+    raise typer.Exit(2)
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("IMGPIPE_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+@app.command()
+def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
+    """All-in-one: API and in-process workers on the embedded defaults."""
+    import uvicorn
+
+    from imgpipe.api.app import create_app
+    from imgpipe.container import build
+    from imgpipe.services.manage import recover_unfinished
+
+    settings = _settings()
+    _require_safe_bind(host, settings)
+    _logging()
+    container = build(settings)
+    container.migrate()
+    worker = container.embedded_worker()
+    worker.start()
+    resumed = recover_unfinished(container.deps)
+    if resumed:
+        err.print(f"imgpipe: resumed {resumed} unfinished image(s) from the database")
+    err.print(f"imgpipe: serving on http://{host}:{port} (docs at /docs)")
+    try:
+        uvicorn.run(
+            create_app(container.deps, container.staging_dir),
+            host=host,
+            port=port,
+            log_level="warning",
+        )
+    finally:
+        worker.stop()
+        container.close()
+
+
+@app.command()
+def api(host: Host = "127.0.0.1", port: Port = 8000) -> None:
+    """The HTTP API alone; workers run separately (`imgpipe worker`)."""
+    import uvicorn
+
+    from imgpipe.api.app import create_app
+    from imgpipe.container import build
+
+    settings = _settings()
+    if settings.embedded_queue:
+        err.print(
+            "[red]imgpipe api: IMGPIPE_BROKER_URL is empty, so no separate worker could "
+            "receive jobs. Set a redis:// or amqp:// broker, or run `imgpipe serve`.[/red]"
+        )
+        raise typer.Exit(2)
+    _require_safe_bind(host, settings)
+    _logging()
+    container = build(settings)
+    uvicorn.run(
+        create_app(container.deps, container.staging_dir),
+        host=host,
+        port=port,
+        log_level="warning",
+    )
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+) -> None:
+    """A Celery worker that makes variants (run N of them on M machines)."""
+    from imgpipe.container import build
+
+    settings = _settings()
+    if settings.embedded_queue:
+        err.print(
+            "[red]imgpipe worker: IMGPIPE_BROKER_URL is empty; a separate worker needs a "
+            "shared broker (redis:// or amqp://).[/red]"
+        )
+        raise typer.Exit(2)
+    _logging()
+    container = build(settings)
+    argv = ["worker", "--loglevel=INFO", f"--concurrency={concurrency or os.cpu_count() or 1}"]
+    container.celery.worker_main(argv)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply schema migrations (Alembic) up to the newest."""
+    from imgpipe.db.migrate import current_revision
+    from imgpipe.db.session import make_engine
+
+    settings = _settings()
+    path = settings.sqlite_path
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    from imgpipe.db.migrate import upgrade
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    err.print(f"imgpipe: database at revision {current_revision(engine)}")
+
+
+@app.command()
+def process(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders of images.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the variants.")],
+    profiles: Annotated[
+        str | None, typer.Option(help="Comma-separated profile names (default: all).")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Parallel processes (default: number of cores).")
+    ] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Batch mode: every image under PATH through the same engine, no server."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from imgpipe.cli.batch import BatchSummary, collect_inputs, run_batch, timed
+    from imgpipe.domain.errors import BadRequest
+    from imgpipe.domain.profiles import ProfileSet
+
+    settings = _settings()
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        err.print(f"[red]imgpipe process: no such file or folder: {', '.join(missing)}[/red]")
+        raise typer.Exit(2)
+    profile_set = (
+        ProfileSet.from_toml(settings.profiles_file)
+        if settings.profiles_file
+        else ProfileSet.builtin()
+    )
+    try:
+        names = [n.strip() for n in profiles.split(",") if n.strip()] if profiles else None
+        chosen = profile_set.select(names)
+    except BadRequest as exc:
+        err.print(f"[red]imgpipe process: {exc.detail}[/red]")
+        raise typer.Exit(2) from None
+    count = workers or os.cpu_count() or 1
+    inputs = collect_inputs(paths, out)
+    summary = BatchSummary(workers=count)
+    results = timed(
+        run_batch(inputs, chosen, settings.limits, settings.process_timeout_s, count), summary
+    )
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal and as_json,
+    ) as progress:
+        task = progress.add_task("processing", total=len(inputs))
+        for result in results:
+            progress.advance(task)
+            if not result.ok:
+                progress.console.print(
+                    f"[yellow]failed[/yellow] {result.source}: {result.code}: {result.reason}"
+                )
+    if as_json:
+        sys.stdout.write(json.dumps(summary.as_dict(), indent=2) + "\n")
+    else:
+        _print_summary(summary)
+    raise typer.Exit(1 if summary.failed else 0)
+
+
+def _print_summary(summary: object) -> None:
+    from rich.table import Table
+
+    from imgpipe.cli.batch import BatchSummary
+
+    assert isinstance(summary, BatchSummary)
+    table = Table(title="imgpipe process", show_header=False)
+    rate = summary.images / summary.seconds if summary.seconds else 0.0
+    for label, value in (
+        ("images", f"{summary.images}"),
+        ("succeeded", f"{summary.succeeded}"),
+        ("failed", f"{summary.failed}"),
+        ("bytes in", f"{summary.bytes_in:,}"),
+        ("bytes out", f"{summary.bytes_out:,}"),
+        ("seconds", f"{summary.seconds:.2f}"),
+        ("images/s", f"{rate:.2f}"),
+        ("workers", f"{summary.workers}"),
+    ):
+        table.add_row(label, value)
+    Console().print(table)
+    for failure in summary.failures:
+        Console().print(f"  {failure['source']}: {failure['code']}: {failure['reason']}")

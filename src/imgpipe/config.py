@@ -1,0 +1,111 @@
+"""Settings: environment (prefix ``IMGPIPE_``), then the TOML file named by ``IMGPIPE_CONFIG``.
+
+Names and defaults are SPEC §3's. Everything is validated when the process starts, and an
+error names the exact setting. Components receive the small typed view they need
+(``limits``, ``data_dir``), never the whole settings object.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from imgpipe.domain.media import Limits
+
+
+class _TomlFileSource(PydanticBaseSettingsSource):
+    """Keys of the IMGPIPE_CONFIG file, in any case, with or without the prefix."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        path = os.environ.get("IMGPIPE_CONFIG")
+        self._data: dict[str, Any] = {}
+        if path:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+            for key, value in raw.items():
+                self._data[key.lower().removeprefix("imgpipe_")] = value
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IMGPIPE_", case_sensitive=False, extra="ignore")
+
+    database_url: str = "sqlite:///./imgpipe-data/imgpipe.db"
+    storage_url: str = "file://./imgpipe-data/objects"
+    broker_url: str = ""
+    data_dir: Path = Path("./imgpipe-data")
+    max_upload_bytes: int = Field(default=26_214_400, gt=0)
+    max_pixels: int = Field(default=268_435_456, gt=0)
+    max_frames: int = Field(default=500, gt=0)
+    process_timeout_s: float = Field(default=30.0, gt=0)
+    signing_key: SecretStr | None = None
+    profiles_file: Path | None = None
+    rate_limit_uploads: str = "20/second"
+    rate_limit_requests: str = "200/second"
+    webhook_secret: SecretStr | None = None
+    webhook_allow_hosts: str = ""
+    auth: Literal["auto", "required"] = "auto"
+    # In-process worker threads for `imgpipe serve` (libvips releases the GIL while it works).
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlFileSource(settings_cls))
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str) -> str:
+        scheme = urlparse(value).scheme.split("+")[0]
+        if scheme not in ("sqlite", "postgresql"):
+            raise ValueError(f"must be sqlite:///PATH or postgresql+psycopg://..., got {value!r}")
+        return value
+
+    @field_validator("profiles_file")
+    @classmethod
+    def _profiles_exist(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.max_upload_bytes, self.max_pixels, self.max_frames)
+
+    @property
+    def embedded_queue(self) -> bool:
+        return not self.broker_url
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if not self.database_url.startswith("sqlite"):
+            return None
+        path = self.database_url.split(":///", 1)[1]
+        return Path(path) if path and path != ":memory:" else None
+
+
+def load_settings() -> Settings:
+    return Settings()

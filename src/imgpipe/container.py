@@ -1,0 +1,74 @@
+"""The composition root: the only module that names concrete backends.
+
+``build`` turns settings into a wired set of adapters. Nothing here runs at import time;
+each process (serve, api, worker, tests) builds its own container.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from celery import Celery
+from sqlalchemy import Engine
+
+from imgpipe import engine as image_engine
+from imgpipe.config import Settings
+from imgpipe.db.migrate import upgrade
+from imgpipe.db.session import make_engine, make_sessionmaker
+from imgpipe.domain.profiles import ProfileSet
+from imgpipe.jobs.celery_queue import CeleryQueue, EmbeddedWorker, make_celery
+from imgpipe.jobs.messages import ProcessImage
+from imgpipe.services.deps import ServiceDeps
+from imgpipe.services.process import process_image
+from imgpipe.storage.factory import store_from_url
+
+
+@dataclass
+class Container:
+    settings: Settings
+    db_engine: Engine
+    celery: Celery
+    deps: ServiceDeps
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.settings.data_dir / "staging"
+
+    def migrate(self) -> None:
+        path = self.settings.sqlite_path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        upgrade(self.db_engine)
+
+    def embedded_worker(self) -> EmbeddedWorker:
+        return EmbeddedWorker(self.celery, self.settings.workers)
+
+    def close(self) -> None:
+        self.db_engine.dispose()
+
+
+def build(settings: Settings) -> Container:
+    image_engine.configure()
+    profiles = (
+        ProfileSet.from_toml(settings.profiles_file)
+        if settings.profiles_file
+        else ProfileSet.builtin()
+    )
+    db_engine = make_engine(settings.database_url)
+    deps_holder: list[ServiceDeps] = []
+
+    def handle(message: ProcessImage) -> None:
+        process_image(deps_holder[0], message)
+
+    celery = make_celery(settings.broker_url, settings.process_timeout_s, handle)
+    deps = ServiceDeps(
+        sessions=make_sessionmaker(db_engine),
+        store=store_from_url(settings.storage_url),
+        queue=CeleryQueue(celery),
+        profiles=profiles,
+        limits=settings.limits,
+        process_timeout_s=settings.process_timeout_s,
+    )
+    deps_holder.append(deps)
+    return Container(settings, db_engine, celery, deps)

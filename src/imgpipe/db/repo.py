@@ -1,0 +1,65 @@
+"""Typed queries: the only place SQL is written. Each function takes an open Session."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from imgpipe.db.schema import ImageRow, VariantRow, utcnow
+from imgpipe.domain.states import ImageStatus, VariantStatus, rollup
+
+
+def get_image(session: Session, image_id: str, owner: str) -> ImageRow | None:
+    row = session.get(ImageRow, image_id)
+    if row is None or row.owner != owner:
+        return None
+    return row
+
+
+def get_image_any_owner(session: Session, image_id: str) -> ImageRow | None:
+    return session.get(ImageRow, image_id)
+
+
+def list_images(
+    session: Session, owner: str, limit: int, before_id: str | None
+) -> Sequence[ImageRow]:
+    query = select(ImageRow).where(ImageRow.owner == owner)
+    if before_id:
+        query = query.where(ImageRow.id < before_id)
+    return session.scalars(query.order_by(ImageRow.id.desc()).limit(limit)).all()
+
+
+def unfinished_image_ids(session: Session) -> list[str]:
+    """Images with work left: what a restarted service must pick up again."""
+    query = (
+        select(ImageRow.id)
+        .where(ImageRow.status.in_([ImageStatus.PENDING.value, ImageStatus.PROCESSING.value]))
+        .order_by(ImageRow.id)
+    )
+    return list(session.scalars(query))
+
+
+def variants_to_do(image: ImageRow) -> list[VariantRow]:
+    return [v for v in image.variants if v.status != VariantStatus.DONE.value]
+
+
+def refresh_status(image: ImageRow, now: datetime | None = None) -> ImageStatus:
+    """Roll the variants up into the image's status (the one rule in domain.states)."""
+    status = rollup(VariantStatus(v.status) for v in image.variants)
+    image.status = status.value
+    now = now or utcnow()
+    image.updated_at = now
+    terminal = status in (ImageStatus.DONE, ImageStatus.PARTIAL, ImageStatus.FAILED)
+    image.completed_at = now if terminal else None
+    return status
+
+
+def variant_by_name(image: ImageRow, name: str) -> VariantRow | None:
+    return next((v for v in image.variants if v.name == name), None)
+
+
+def image_ids_with_sha(session: Session, sha256: str) -> list[str]:
+    return list(session.scalars(select(ImageRow.id).where(ImageRow.sha256 == sha256)))

@@ -1,0 +1,78 @@
+"""Which decoder reads which format: libvips where pyvips-binary can, else a fallback.
+
+pyvips-binary decodes JPEG, PNG, WebP, GIF, TIFF and AV1 (AVIF), but not HEVC-coded HEIC
+(the iPhone default) nor BMP. Those two are decoded by pi-heif (decode-only libheif with
+libde265) and Pillow into memory and handed to the same pipeline. Loaders are always named
+explicitly: libvips' own sniffing would happily open SVG or PDF.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyvips
+
+from imgpipe.domain.media import ImageFormat
+
+_VIPS_LOADERS = {
+    ImageFormat.JPEG: "jpegload",
+    ImageFormat.PNG: "pngload",
+    ImageFormat.WEBP: "webpload",
+    ImageFormat.GIF: "gifload",
+    ImageFormat.TIFF: "tiffload",
+    ImageFormat.AVIF: "heifload",
+}
+
+VIPS_DECODED = frozenset(_VIPS_LOADERS)
+
+
+def load_header(path: Path, fmt: ImageFormat) -> Any:
+    """The image's header only: pyvips reads no pixels until something asks for them."""
+    loader = _VIPS_LOADERS[fmt]
+    return pyvips.Operation.call(loader, str(path), access="sequential")
+
+
+def open_heif(path: Path) -> Any:
+    import pi_heif
+
+    return pi_heif.open_heif(str(path), convert_hdr_to_8bit=True)
+
+
+def decode_to_vips(path: Path, fmt: ImageFormat) -> Any:
+    """Fully decode a HEIC or BMP into a libvips image (sRGB or with its ICC attached)."""
+    if fmt is ImageFormat.HEIC:
+        heif = open_heif(path)
+        array = np.asarray(heif)
+        icc = heif.info.get("icc_profile")
+    elif fmt is ImageFormat.BMP:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            im.load()
+            rgb = im.convert("RGBA" if "A" in im.getbands() else "RGB")
+            array = np.asarray(rgb)
+            icc = im.info.get("icc_profile")
+    else:  # pragma: no cover - callers route libvips formats elsewhere
+        raise ValueError(f"{fmt} is decoded by libvips")
+    if array.ndim == 2:
+        array = array[:, :, np.newaxis]
+    height, width, bands = array.shape
+    image = pyvips.Image.new_from_memory(
+        np.ascontiguousarray(array).tobytes(), width, height, bands, "uchar"
+    )
+    image = image.copy(interpretation="srgb" if bands >= 3 else "b-w")
+    if icc:
+        image.set_type(pyvips.GValue.blob_type, "icc-profile-data", icc)
+    return image
+
+
+# Refuse truncated or broken pixel data instead of padding it with grey. Passed to
+# thumbnail itself: thumbnail overrides a fail_on given in the filename's options.
+FAIL_ON = "error"
+
+
+def vips_source(path: Path, *, all_frames: bool) -> str:
+    """A filename with loader options for libvips' thumbnail."""
+    return f"{path}[n=-1]" if all_frames else str(path)

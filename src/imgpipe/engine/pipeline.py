@@ -1,0 +1,207 @@
+"""Render every variant of one image from a single decode.
+
+The planner fixes the order whatever the profiles say: decode (shrink-on-load, orient,
+sRGB) once to the largest size any variant needs, keep it in memory, then for each
+profile resize -> crop -> alpha -> encode. Smaller variants are derived from that one
+decode instead of decoding the file again for each. Animations are the exception: they
+are streamed frame-strip by frame-strip from the file per profile, since holding every
+frame of a large animation in memory would cost far more than decoding twice.
+
+Each variant succeeds or fails on its own; the result maps variant name to bytes or to
+the error that stopped it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyvips
+
+from imgpipe.domain.errors import CorruptImage, EngineFailure, ImgpipeError
+from imgpipe.domain.media import ImageFormat, ProbeResult
+from imgpipe.domain.profiles import Animated, Fit, Profile, VariantSpec
+from imgpipe.engine.analyze import analyze_pixels, file_exif
+from imgpipe.engine.deadline import Deadline
+from imgpipe.engine.encode import encode
+from imgpipe.engine.loaders import FAIL_ON, vips_source
+from imgpipe.engine.plan import Geometry, decode_size, plan_geometry
+from imgpipe.engine.steps.alpha import prepare_alpha
+from imgpipe.engine.steps.crop import crop
+from imgpipe.engine.steps.decode import decode, to_srgb8
+from imgpipe.engine.steps.resize import resize
+
+# Only WebP keeps an animation among the output formats (SPEC §5: "WebP out").
+_ANIMATED_OUTPUTS = frozenset({ImageFormat.WEBP})
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    name: str
+    format: ImageFormat
+    width: int
+    height: int
+    frames: int
+    data: bytes
+
+
+RenderOutcome = Rendered | ImgpipeError
+
+
+@dataclass(frozen=True, slots=True)
+class RenderResult:
+    outcomes: dict[str, RenderOutcome]
+    # Sanitised EXIF, dominant colours, BlurHash, pHash; empty when nothing could decode.
+    analysis: dict[str, Any]
+
+
+def render_variants(
+    path: Path,
+    probe: ProbeResult,
+    specs: Sequence[VariantSpec],
+    deadline: Deadline | None = None,
+) -> RenderResult:
+    deadline = deadline or Deadline(None)
+    outcomes: dict[str, RenderOutcome] = {}
+    analysis: dict[str, Any] = {}
+    still = [s for s in specs if not _keeps_animation(probe, s)]
+    moving = [s for s in specs if _keeps_animation(probe, s)]
+    if still:
+        outcomes.update(_render_still(path, probe, still, deadline, analysis))
+    for spec in moving:
+        outcomes[spec.name] = _guard(lambda s=spec: _render_animated(path, probe, s, deadline))
+    if not analysis and any(isinstance(o, Rendered) for o in outcomes.values()):
+        analysis.update(_analyze_first_frame(path, probe))
+    if analysis:
+        analysis["exif"] = file_exif(path, probe.format)
+    return RenderResult(outcomes, analysis)
+
+
+def _analyze_first_frame(path: Path, probe: ProbeResult) -> dict[str, Any]:
+    try:
+        frame = decode(path, probe, _small_size(probe.upright_size), all_frames=False)
+        return analyze_pixels(frame)
+    except (ImgpipeError, pyvips.Error):
+        return {}
+
+
+def _small_size(size: tuple[int, int], longest: int = 64) -> tuple[int, int]:
+    scale = min(1.0, longest / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def _keeps_animation(probe: ProbeResult, spec: VariantSpec) -> bool:
+    return (
+        probe.animated
+        and spec.profile.animated is Animated.KEEP
+        and spec.format in _ANIMATED_OUTPUTS
+    )
+
+
+def _render_still(
+    path: Path,
+    probe: ProbeResult,
+    specs: Sequence[VariantSpec],
+    deadline: Deadline,
+    analysis: dict[str, Any],
+) -> dict[str, RenderOutcome]:
+    upright = probe.upright_size
+    geometries = {s.profile.name: plan_geometry(upright, s.profile) for s in specs}
+    try:
+        deadline.check("decode")
+        base = decode(
+            path, probe, decode_size(upright, list(geometries.values())), all_frames=False
+        )
+        # Materialise once: every variant below reads these pixels, not the file.
+        base = base.copy_memory()
+    except ImgpipeError as exc:
+        return {s.name: exc for s in specs}
+    except pyvips.Error as exc:
+        error = CorruptImage("The image data could not be decoded.")
+        error.__cause__ = exc
+        return {s.name: error for s in specs}
+
+    analysis.update(analyze_pixels(base))
+
+    # Largest first, so each profile's pixels are ready once and reused by its formats.
+    outcomes: dict[str, RenderOutcome] = {}
+    shaped: dict[str, Any] = {}
+    for spec in sorted(specs, key=lambda s: -_area(geometries[s.profile.name])):
+        geometry = geometries[spec.profile.name]
+
+        def render_one(spec: VariantSpec = spec, geometry: Geometry = geometry) -> Rendered:
+            deadline.check(f"resize {spec.name}")
+            pixels = shaped.get(spec.profile.name)
+            if pixels is None:
+                pixels = crop(resize(base, geometry.resize), geometry.crop, spec.profile.crop)
+                shaped[spec.profile.name] = pixels
+            deadline.check(f"encode {spec.name}")
+            out = prepare_alpha(pixels, spec.format)
+            data = encode(out, spec.format, spec.profile.quality)
+            return Rendered(spec.name, spec.format, out.width, out.height, 1, data)
+
+        outcomes[spec.name] = _guard(render_one)
+    return outcomes
+
+
+def _render_animated(
+    path: Path, probe: ProbeResult, spec: VariantSpec, deadline: Deadline
+) -> Rendered:
+    profile: Profile = spec.profile
+    geometry = plan_geometry(probe.upright_size, profile)
+    deadline.check(f"decode {spec.name}")
+    # thumbnail resizes each frame of the strip and keeps page-height, delay and loop.
+    image = pyvips.Image.thumbnail(
+        vips_source(path, all_frames=True),
+        geometry.resize[0],
+        height=geometry.resize[1],
+        size="force",
+        fail_on=FAIL_ON,
+    )
+    image = to_srgb8(image)
+    if profile.fit is Fit.COVER and geometry.crop != geometry.resize:
+        image = _crop_frames(image, geometry, profile)
+    deadline.check(f"encode {spec.name}")
+    data = encode(image, spec.format, profile.quality)
+    frame_height = image.get("page-height")
+    return Rendered(
+        spec.name, spec.format, image.width, frame_height, image.height // frame_height, data
+    )
+
+
+def _crop_frames(image: Any, geometry: Geometry, profile: Profile) -> Any:
+    frame_height = image.get("page-height")
+    count = image.height // frame_height
+    frames = [
+        crop(
+            image.crop(0, i * frame_height, image.width, frame_height), geometry.crop, profile.crop
+        )
+        for i in range(count)
+    ]
+    strip = pyvips.Image.arrayjoin(frames, across=1)
+    strip = strip.copy()
+    strip.set_type(pyvips.GValue.gint_type, "page-height", geometry.crop[1])
+    return strip
+
+
+def _area(geometry: Geometry) -> int:
+    return geometry.resize[0] * geometry.resize[1]
+
+
+def _guard(work: Any) -> RenderOutcome:
+    """Run one variant; turn any engine error into that variant's own failure."""
+    try:
+        result: Rendered = work()
+        return result
+    except ImgpipeError as exc:
+        return exc
+    except pyvips.Error as exc:
+        message = str(exc).lower()
+        if any(word in message for word in ("premature", "truncat", "corrupt", "invalid", "read")):
+            error: ImgpipeError = CorruptImage("The image data is corrupt or truncated.")
+        else:
+            error = EngineFailure(f"libvips failed: {str(exc).splitlines()[0]}")
+        error.__cause__ = exc
+        return error

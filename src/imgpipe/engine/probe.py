@@ -1,0 +1,114 @@
+"""Validate an image by content and read its header facts, without a full decode.
+
+This is the gate in front of everything: the API calls it on every upload and the
+worker calls it again before decoding, so limits hold even for an original that was
+stored before a limit was lowered.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pyvips
+
+from imgpipe.domain.errors import CorruptImage, TooManyFrames, TooManyPixels, UnsupportedType
+from imgpipe.domain.media import ImageFormat, Limits, ProbeResult
+from imgpipe.engine import loaders
+from imgpipe.engine.sniff import check_complete, read_head, sniff_format
+
+# Formats whose extra pages are frames of one animation; for TIFF, AVIF and HEIC only the
+# first (primary) image is used, so only it counts.
+_ANIMATED_FORMATS = (ImageFormat.GIF, ImageFormat.WEBP)
+
+
+def probe(path: Path, limits: Limits) -> ProbeResult:
+    """Type by magic numbers, completeness by end markers, facts from the header.
+
+    Raises UnsupportedType, CorruptImage, TooManyFrames or TooManyPixels.
+    """
+    fmt = sniff_format(read_head(path))
+    check_complete(path, fmt)
+    if fmt is ImageFormat.BMP:
+        result = _probe_bmp(path)
+    elif fmt is ImageFormat.HEIC:
+        result = _probe_heic(path)
+    else:
+        result = _probe_vips(path, fmt)
+    _check_limits(result, limits)
+    return result
+
+
+def _check_limits(result: ProbeResult, limits: Limits) -> None:
+    if result.frames > limits.max_frames:
+        raise TooManyFrames(
+            f"The animation has {result.frames} frames; at most {limits.max_frames} are allowed."
+        )
+    pixels = result.width * result.height * result.frames
+    if pixels > limits.max_pixels:
+        raise TooManyPixels(
+            f"The image is {result.width}x{result.height}"
+            + (f" x {result.frames} frames" if result.frames > 1 else "")
+            + f" = {pixels} pixels; at most {limits.max_pixels} are allowed."
+        )
+
+
+def _probe_vips(path: Path, fmt: ImageFormat) -> ProbeResult:
+    try:
+        header = loaders.load_header(path, fmt)
+        width, height = header.width, header.height
+        pages = header.get("n-pages") if header.get_typeof("n-pages") else 1
+        frames = pages if fmt in _ANIMATED_FORMATS else 1
+        if frames > 1:
+            # An animation is loaded as one frame by default; its page height is the frame.
+            height = header.get("page-height") if header.get_typeof("page-height") else height
+        orientation = header.get("orientation") if header.get_typeof("orientation") else 1
+        has_alpha = bool(header.hasalpha())
+    except pyvips.Error as exc:
+        raise CorruptImage(f"The {fmt.value.upper()} header could not be read.") from exc
+    if width < 1 or height < 1:
+        raise CorruptImage("The image declares no pixels.")
+    return ProbeResult(
+        format=fmt,
+        width=width,
+        height=height,
+        frames=max(1, frames),
+        orientation=orientation if 1 <= orientation <= 8 else 1,
+        has_alpha=has_alpha,
+    )
+
+
+def _probe_bmp(path: Path) -> ProbeResult:
+    """BITMAPCOREHEADER (12 bytes, 16-bit sizes) or BITMAPINFOHEADER and later (32-bit)."""
+    with path.open("rb") as fh:
+        head = fh.read(54)
+    try:
+        (dib_size,) = struct.unpack_from("<I", head, 14)
+        if dib_size == 12:
+            width, height = struct.unpack_from("<HH", head, 18)
+            (bpp,) = struct.unpack_from("<H", head, 24)
+        elif dib_size >= 40:
+            width, height = struct.unpack_from("<ii", head, 18)
+            (bpp,) = struct.unpack_from("<H", head, 28)
+        else:
+            raise CorruptImage(f"The BMP header has an unknown size ({dib_size} bytes).")
+    except struct.error as exc:
+        raise CorruptImage("The BMP header is truncated.") from exc
+    height = abs(height)  # negative means rows are stored top-down
+    if width < 1 or height < 1:
+        raise CorruptImage("The BMP declares no pixels.")
+    return ProbeResult(ImageFormat.BMP, width, height, has_alpha=bpp == 32)
+
+
+def _probe_heic(path: Path) -> ProbeResult:
+    try:
+        heif = loaders.open_heif(path)
+        width, height = heif.size
+        has_alpha = "A" in heif.mode
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise CorruptImage("The HEIC container could not be read.") from exc
+    except ImportError as exc:  # pragma: no cover - pi-heif is a core dependency
+        raise UnsupportedType("HEIC support is not installed.") from exc
+    # libheif applies the container's rotation and mirror on decode and reports the
+    # displayed size, so no EXIF orientation is applied on top.
+    return ProbeResult(ImageFormat.HEIC, width, height, has_alpha=has_alpha)

@@ -1,0 +1,12 @@
+"""Job messages carry ids only: the database holds the truth about the work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessImage:
+    """Make every variant of this image that is not done yet."""
+
+    image_id: str

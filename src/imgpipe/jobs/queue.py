@@ -1,0 +1,18 @@
+"""The queue port: services enqueue messages; adapters deliver them to a handler."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from imgpipe.jobs.messages import ProcessImage
+
+ProcessHandler = Callable[[ProcessImage], None]
+
+
+class JobQueue(Protocol):
+    def enqueue(self, message: ProcessImage) -> None:
+        """Hand the message to the broker; raise if the broker did not take it."""
+
+    def check(self) -> None:
+        """Raise unless the broker is reachable now."""

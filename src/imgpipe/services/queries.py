@@ -1,0 +1,66 @@
+"""The read path: plain queries for status, listings and stored bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from imgpipe.db import repo
+from imgpipe.domain.errors import NotFound, NotReady
+from imgpipe.domain.media import ImageFormat
+from imgpipe.domain.states import VariantStatus
+from imgpipe.services.deps import ServiceDeps
+from imgpipe.services.views import ImagePage, ImageView, image_view
+from imgpipe.storage import keys
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    media_type: str
+    size: int
+    etag: str
+    chunks: Iterator[bytes]
+
+
+def get_image(deps: ServiceDeps, image_id: str, owner: str) -> ImageView:
+    with deps.sessions() as session:
+        image = repo.get_image(session, image_id, owner)
+        if image is None:
+            raise NotFound(f"No image {image_id}.")
+        return image_view(image)
+
+
+def list_images(deps: ServiceDeps, owner: str, limit: int, cursor: str | None) -> ImagePage:
+    with deps.sessions() as session:
+        rows = repo.list_images(session, owner, limit + 1, cursor)
+        items = [image_view(r) for r in rows[:limit]]
+    next_cursor = items[-1].id if len(rows) > limit else None
+    return ImagePage(items, next_cursor)
+
+
+def open_variant(deps: ServiceDeps, image_id: str, owner: str, name: str) -> StoredObject:
+    with deps.sessions() as session:
+        image = repo.get_image(session, image_id, owner)
+        if image is None:
+            raise NotFound(f"No image {image_id}.")
+        variant = repo.variant_by_name(image, name)
+        if variant is None:
+            raise NotFound(f"Image {image_id} has no variant {name!r}.")
+        if variant.status != VariantStatus.DONE.value or variant.storage_key is None:
+            raise NotReady(f"Variant {name!r} is {variant.status}; try again when it is done.")
+        key, fmt, size = variant.storage_key, ImageFormat(variant.format), variant.bytes
+    # The key is content-addressed (original sha256 + profile digest), so it is the ETag.
+    etag = '"' + key.rsplit("/", 2)[-2][:16] + "-" + key.rsplit("/", 1)[-1] + '"'
+    return StoredObject(
+        fmt.media_type, size or deps.store.size(key), etag, deps.store.iter_bytes(key)
+    )
+
+
+def open_original(deps: ServiceDeps, image_id: str, owner: str) -> StoredObject:
+    with deps.sessions() as session:
+        image = repo.get_image(session, image_id, owner)
+        if image is None:
+            raise NotFound(f"No image {image_id}.")
+        sha256, fmt, size = image.sha256, ImageFormat(image.format), image.bytes
+    key = keys.original(sha256)
+    return StoredObject(fmt.media_type, size, f'"{sha256}"', deps.store.iter_bytes(key))

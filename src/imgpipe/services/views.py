@@ -1,0 +1,98 @@
+"""The read side: plain views of an image and its variants, built from rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from imgpipe.db.schema import ImageRow, VariantRow
+
+
+@dataclass(frozen=True, slots=True)
+class VariantView:
+    name: str
+    status: str
+    format: str
+    width: int | None
+    height: int | None
+    bytes: int | None
+    url: str
+    error: dict[str, str] | None
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class OriginalView:
+    sha256: str
+    bytes: int
+    format: str
+    width: int
+    height: int
+    frames: int
+
+
+@dataclass(frozen=True, slots=True)
+class ImageView:
+    id: str
+    status: str
+    original: OriginalView
+    variants: dict[str, VariantView]
+    metadata: dict[str, Any]
+    moderation: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePage:
+    items: list[ImageView] = field(default_factory=list)
+    next_cursor: str | None = None
+
+
+def variant_url(image_id: str, name: str) -> str:
+    return f"/v1/images/{image_id}/variants/{name}"
+
+
+def image_view(row: ImageRow) -> ImageView:
+    metadata = dict(row.image_metadata or {})
+    return ImageView(
+        id=row.id,
+        status=row.status,
+        original=OriginalView(
+            sha256=row.sha256,
+            bytes=row.bytes,
+            format=row.format,
+            width=row.width,
+            height=row.height,
+            frames=row.frames,
+        ),
+        variants={v.name: _variant_view(row.id, v) for v in row.variants},
+        metadata={
+            "exif": metadata.get("exif", {}),
+            "dominant_colors": metadata.get("dominant_colors", []),
+            "blurhash": metadata.get("blurhash"),
+            "phash": metadata.get("phash"),
+        },
+        # Moderation is not configured in this release: say so rather than invent scores.
+        moderation={"status": "not_configured", "scores": {}},
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        completed_at=row.completed_at,
+    )
+
+
+def _variant_view(image_id: str, row: VariantRow) -> VariantView:
+    error = {"code": row.error_code, "message": row.error or ""} if row.error_code else None
+    return VariantView(
+        name=row.name,
+        status=row.status,
+        format=row.format,
+        width=row.width,
+        height=row.height,
+        bytes=row.bytes,
+        url=variant_url(image_id, row.name),
+        error=error,
+        attempts=row.attempts,
+    )

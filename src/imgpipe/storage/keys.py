@@ -1,0 +1,17 @@
+"""Every object key imgpipe writes, in one place. Keys are content-addressed."""
+
+from __future__ import annotations
+
+from imgpipe.domain.media import ImageFormat
+
+
+def original(sha256: str) -> str:
+    return f"originals/{sha256[:2]}/{sha256}"
+
+
+def variant(sha256: str, profile_digest: str, fmt: ImageFormat) -> str:
+    return f"variants/{sha256[:2]}/{sha256}/{profile_digest}.{fmt.extension}"
+
+
+def variants_prefix(sha256: str) -> str:
+    return f"variants/{sha256[:2]}/{sha256}/"

@@ -1,0 +1,174 @@
+"""Objects as files under one root directory, written the durable way.
+
+Write to a temporary file in the target's directory, fsync it, rename it over the key,
+fsync the directory: after a crash the key holds either nothing or every byte, never a
+partial file, and a reader can never open a half-written one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from imgpipe.domain.errors import (
+    ChecksumMismatch,
+    InsufficientStorage,
+    NotFound,
+    StorageUnavailable,
+)
+
+_CHUNK = 1 << 20
+
+
+class LocalStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    # --- writes ---------------------------------------------------------------------
+
+    def put_file(self, key: str, source: Path, sha256: str) -> None:
+        target = self._path(key)
+        with _os_errors(key):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._temp_in(target.parent)
+            try:
+                # The source is handed over: on the same filesystem a rename saves copying
+                # the upload; the hash is then taken over what actually landed on disk.
+                try:
+                    os.replace(source, tmp)
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV:
+                        raise
+                    shutil.copyfile(source, tmp)
+                    source.unlink()
+                _fsync_file(tmp)
+                if _sha256_file(tmp) != sha256:
+                    raise ChecksumMismatch(f"Stored bytes for {key} do not match their sha256.")
+                os.replace(tmp, target)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            _fsync_dir(target.parent)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        target = self._path(key)
+        with _os_errors(key):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._temp_in(target.parent)
+            try:
+                with tmp.open("wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            _fsync_dir(target.parent)
+
+    # --- reads ----------------------------------------------------------------------
+
+    def get_bytes(self, key: str) -> bytes:
+        with self._reading(key) as path:
+            return path.read_bytes()
+
+    def iter_bytes(self, key: str, chunk_size: int = _CHUNK) -> Iterator[bytes]:
+        # Opened here, not inside the generator, so a missing key raises NotFound before
+        # a response has started.
+        try:
+            fh = self._path(key).open("rb")
+        except FileNotFoundError:
+            raise NotFound(f"No object stored under {key}.") from None
+        return _chunks(fh, chunk_size)
+
+    @contextlib.contextmanager
+    def local_file(self, key: str) -> Iterator[Path]:
+        with self._reading(key) as path:
+            yield path
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int:
+        with self._reading(key) as path:
+            return path.stat().st_size
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def delete_prefix(self, prefix: str) -> None:
+        shutil.rmtree(self._path(prefix.rstrip("/")), ignore_errors=True)
+
+    def check(self) -> None:
+        with _os_errors("readiness probe"):
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = self._temp_in(self.root)
+            tmp.unlink()
+
+    # --- helpers --------------------------------------------------------------------
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root):
+            raise NotFound(f"Invalid key {key!r}.")
+        return path
+
+    @contextlib.contextmanager
+    def _reading(self, key: str) -> Iterator[Path]:
+        path = self._path(key)
+        if not path.is_file():
+            raise NotFound(f"No object stored under {key}.")
+        yield path
+
+    @staticmethod
+    def _temp_in(directory: Path) -> Path:
+        fd, name = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+        os.close(fd)
+        return Path(name)
+
+
+def _chunks(fh: BinaryIO, chunk_size: int) -> Iterator[bytes]:
+    with fh:
+        while chunk := fh.read(chunk_size):
+            yield chunk
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _os_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorage(f"No space left on the storage volume ({what}).") from exc
+        raise StorageUnavailable(f"Local storage failed for {what}: {exc.strerror}.") from exc
