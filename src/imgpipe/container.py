@@ -24,6 +24,9 @@ from imgpipe.services.process import process_image
 from imgpipe.storage.factory import store_from_url
 
 
+EMBEDDED_WORKER_NICENESS = 10
+
+
 @dataclass
 class Container:
     settings: Settings
@@ -61,7 +64,9 @@ def build(settings: Settings) -> Container:
     def handle(message: ProcessImage) -> None:
         process_image(deps_holder[0], message)
 
-    celery = make_celery(settings.broker_url, settings.process_timeout_s, handle)
+    # Embedded workers share a process with the API; they run niced so requests come first.
+    niceness = EMBEDDED_WORKER_NICENESS if settings.embedded_queue else 0
+    celery = make_celery(settings.broker_url, settings.process_timeout_s, handle, niceness)
     deps = ServiceDeps(
         sessions=make_sessionmaker(db_engine),
         store=store_from_url(settings.storage_url),

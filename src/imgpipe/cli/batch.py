@@ -75,30 +75,64 @@ def collect_inputs(paths: Sequence[Path], out: Path) -> list[BatchInput]:
     return inputs
 
 
-def run_batch(
-    inputs: Sequence[BatchInput],
-    profiles: Sequence[Profile],
-    limits: Limits,
-    timeout_s: float,
-    workers: int,
-) -> Iterator[ItemResult]:
-    """Yield each input's result as it completes."""
-    if workers <= 1:
-        _init_worker(1)
-        for item in inputs:
-            yield process_one(item, profiles, limits, timeout_s)
-        return
-    # spawn, not fork: libvips' thread pool must not be copied into a child half-started.
-    context = multiprocessing.get_context("spawn")
-    vips_threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(vips_threads,)
-    ) as pool:
-        futures: list[Future[ItemResult]] = [
-            pool.submit(process_one, item, profiles, limits, timeout_s) for item in inputs
-        ]
-        for future in as_completed(futures):
-            yield future.result()
+class BatchRunner:
+    """Runs the engine over many inputs, in this process or in a pool of processes.
+
+    Use as a context manager and start it before anything starts a thread (the progress
+    bar does): worker processes are forked, which skips a fresh interpreter start per
+    worker, and forking is only safe while this process has a single thread. libvips is
+    never loaded here, only in the workers, so no libvips thread pool is forked either.
+    """
+
+    def __init__(
+        self,
+        inputs: Sequence[BatchInput],
+        profiles: Sequence[Profile],
+        limits: Limits,
+        timeout_s: float,
+        workers: int,
+    ) -> None:
+        # Largest files first: the long jobs start early and the pool finishes together.
+        self._inputs = sorted(inputs, key=_size_or_zero, reverse=True)
+        self._args = (list(profiles), limits, timeout_s)
+        self._workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._futures: list[Future[ItemResult]] = []
+
+    def __enter__(self) -> BatchRunner:
+        if self._workers > 1 and len(self._inputs) > 1:
+            vips_threads = max(1, (os.cpu_count() or 1) // self._workers)
+            self._pool = ProcessPoolExecutor(
+                self._workers,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=_init_worker,
+                initargs=(vips_threads,),
+            )
+            self._futures = [
+                self._pool.submit(process_one, item, *self._args) for item in self._inputs
+            ]
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def results(self) -> Iterator[ItemResult]:
+        """Each input's result as it completes."""
+        if self._pool is not None:
+            for future in as_completed(self._futures):
+                yield future.result()
+            return
+        _init_worker(os.cpu_count() or 1)
+        for item in self._inputs:
+            yield process_one(item, *self._args)
+
+
+def _size_or_zero(item: BatchInput) -> int:
+    try:
+        return item.source.stat().st_size
+    except OSError:
+        return 0
 
 
 def _init_worker(vips_threads: int) -> None:
@@ -148,8 +182,10 @@ def _write_atomic(target: Path, data: bytes) -> None:
     os.replace(tmp, target)
 
 
-def timed(results: Iterator[ItemResult], summary: BatchSummary) -> Iterator[ItemResult]:
-    started = time.perf_counter()
+def timed(
+    results: Iterator[ItemResult], summary: BatchSummary, started: float
+) -> Iterator[ItemResult]:
+    """Count each result into the summary; seconds run from ``started`` (perf_counter)."""
     for result in results:
         summary.add(result)
         summary.seconds = time.perf_counter() - started

@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -191,7 +192,7 @@ def process(
     """Batch mode: every image under PATH through the same engine, no server."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from imgpipe.cli.batch import BatchSummary, collect_inputs, run_batch, timed
+    from imgpipe.cli.batch import BatchRunner, BatchSummary, collect_inputs, timed
     from imgpipe.domain.errors import BadRequest
     from imgpipe.domain.profiles import ProfileSet
 
@@ -214,19 +215,22 @@ def process(
     count = workers or os.cpu_count() or 1
     inputs = collect_inputs(paths, out)
     summary = BatchSummary(workers=count)
-    results = timed(
-        run_batch(inputs, chosen, settings.limits, settings.process_timeout_s, count), summary
-    )
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not err.is_terminal and as_json,
-    ) as progress:
+    started = time.perf_counter()
+    runner = BatchRunner(inputs, chosen, settings.limits, settings.process_timeout_s, count)
+    # The runner forks its worker processes before the progress bar starts its thread.
+    with (
+        runner,
+        Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            disable=not err.is_terminal and as_json,
+        ) as progress,
+    ):
         task = progress.add_task("processing", total=len(inputs))
-        for result in results:
+        for result in timed(runner.results(), summary, started):
             progress.advance(task)
             if not result.ok:
                 progress.console.print(

@@ -7,6 +7,8 @@ this module knows nothing about what processing means.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from typing import Any
 
@@ -40,15 +42,39 @@ def celery_settings(broker_url: str, process_timeout_s: float) -> dict[str, Any]
     }
 
 
-def make_celery(broker_url: str, process_timeout_s: float, handler: ProcessHandler) -> Celery:
+def make_celery(
+    broker_url: str,
+    process_timeout_s: float,
+    handler: ProcessHandler,
+    worker_niceness: int = 0,
+) -> Celery:
     app = Celery("imgpipe", set_as_current=False)
     app.conf.update(celery_settings(broker_url, process_timeout_s))
 
     @app.task(name=PROCESS_TASK)  # type: ignore[untyped-decorator]
     def process_image(image_id: str) -> None:
+        if worker_niceness:
+            _lower_thread_priority(worker_niceness)
         handler(ProcessImage(image_id))
 
     return app
+
+
+_thread_state = threading.local()
+
+
+def _lower_thread_priority(niceness: int) -> None:
+    """Make this worker thread (and the libvips threads it starts) yield to the API.
+
+    On Linux nice values belong to threads, and threads inherit them when created: in
+    `imgpipe serve`, image work then runs at a lower priority than the request threads
+    in the same process, so uploads stay fast while the CPU is busy with variants.
+    """
+    if getattr(_thread_state, "niced", False):
+        return
+    _thread_state.niced = True
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
 
 
 class CeleryQueue:
