@@ -23,7 +23,6 @@ from imgpipe.services.deps import ServiceDeps
 from imgpipe.services.process import process_image
 from imgpipe.storage.factory import store_from_url
 
-
 EMBEDDED_WORKER_NICENESS = 10
 
 
