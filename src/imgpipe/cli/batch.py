@@ -159,11 +159,16 @@ def process_one(
         return _failed(result, exc.code, exc.detail)
     except OSError as exc:
         return _failed(result, "unreadable", str(exc))
+    failed = [
+        (spec.name, o) for spec in specs if isinstance(o := rendered[spec.name], ImgpipeError)
+    ]
+    if failed:
+        name, error = failed[0]
+        return _failed(result, error.code, f"{name}: {error.detail}")
     item.out_dir.mkdir(parents=True, exist_ok=True)
     for spec in specs:
         outcome = rendered[spec.name]
-        if not isinstance(outcome, Rendered):
-            return _failed(result, outcome.code, f"{spec.name}: {outcome.detail}")
+        assert isinstance(outcome, Rendered)
         target = item.out_dir / f"{spec.profile.name}.{outcome.format.extension}"
         _write_atomic(target, outcome.data)
         result.bytes_out += len(outcome.data)

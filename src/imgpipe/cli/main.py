@@ -185,8 +185,8 @@ def process(
         str | None, typer.Option(help="Comma-separated profile names (default: all).")
     ] = None,
     workers: Annotated[
-        int, typer.Option(min=1, help="Parallel processes (default: number of cores).")
-    ] = 0,
+        int | None, typer.Option(min=1, help="Parallel processes (default: number of cores).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Batch mode: every image under PATH through the same engine, no server."""

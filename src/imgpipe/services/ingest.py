@@ -6,6 +6,7 @@ them; nothing here holds the upload in memory or decodes pixels.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from imgpipe.jobs.messages import ProcessImage
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.services.views import ImageView, image_view
 from imgpipe.storage import keys
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +66,15 @@ def ingest(
         session.add(row)
         session.flush()
         view = image_view(row)
-    # After the commit: if the broker loses this message, the image is still pending in
-    # the database and the recovery sweep enqueues it again.
-    deps.queue.enqueue(ProcessImage(view.id))
+    # After the commit, and never fatal to the upload: the original is durable and the
+    # image is pending in the database, which is the source of truth. If the broker does
+    # not take (or later loses) the message, the recovery sweep enqueues the image again.
+    try:
+        deps.queue.enqueue(ProcessImage(view.id))
+    except Exception:  # any broker client error; the adapter's types are not ours to name
+        log.warning(
+            "enqueue failed; the image stays pending", extra={"image_id": view.id}, exc_info=True
+        )
     return view
 
 
