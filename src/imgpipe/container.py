@@ -6,6 +6,8 @@ each process (serve, api, worker, tests) builds its own container.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +44,16 @@ class Container:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         upgrade(self.db_engine)
+
+    def clean_staging(self, older_than_s: float = 3600.0) -> None:
+        """Remove uploads a crashed process left half-received in the staging area."""
+        if not self.staging_dir.is_dir():
+            return
+        cutoff = time.time() - older_than_s
+        for leftover in self.staging_dir.glob("upload-*"):
+            with contextlib.suppress(OSError):
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
 
     def embedded_worker(self) -> EmbeddedWorker:
         return EmbeddedWorker(self.celery, self.settings.workers)

@@ -96,6 +96,7 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     _logging()
     container = build(settings)
     container.migrate()
+    container.clean_staging()
     worker = container.embedded_worker()
     worker.start()
     resumed = recover_unfinished(container.deps)

@@ -43,7 +43,10 @@ def unfinished_image_ids(session: Session) -> list[str]:
 
 
 def variants_to_do(image: ImageRow) -> list[VariantRow]:
-    return [v for v in image.variants if v.status != VariantStatus.DONE.value]
+    """Pending variants, and processing ones whose worker died (failed is final until a
+    reprocess sets it pending again)."""
+    unfinished = (VariantStatus.PENDING.value, VariantStatus.PROCESSING.value)
+    return [v for v in image.variants if v.status in unfinished]
 
 
 def refresh_status(image: ImageRow, now: datetime | None = None) -> ImageStatus:

@@ -1,0 +1,86 @@
+"""`imgpipe process` as a user runs it: a real subprocess over a folder of real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "imgpipe", "process", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    root = tmp_path / "in"
+    (root / "trip" / "day1").mkdir(parents=True)
+    Image.effect_noise((1200, 900), 30).convert("RGB").save(root / "trip" / "day1" / "a.jpg")
+    Image.new("RGBA", (640, 480), (0, 128, 255, 128)).save(root / "trip" / "b.png")
+    Image.new("RGB", (40, 30), "red").save(root / "tiny.webp")
+    (root / ".hidden.jpg").write_bytes(b"not even looked at")
+    return root
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_writes_every_profile_under_the_relative_path(
+    photos: Path, tmp_path: Path, workers: str
+) -> None:
+    out = tmp_path / "out"
+    result = _run(str(photos), "--out", str(out), "--workers", workers, "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["images"], summary["succeeded"], summary["failed"]) == (3, 3, 0)
+    assert summary["bytes_out"] > 0 and summary["seconds"] > 0
+    for stem in ("trip/day1/a", "trip/b", "tiny"):
+        for profile in ("thumbnail", "medium", "large"):
+            assert Image.open(out / stem / f"{profile}.webp").format == "WEBP"
+    assert Image.open(out / "trip/day1/a/medium.webp").size == (800, 600)
+    assert Image.open(out / "tiny/large.webp").size == (40, 30)  # never upscaled
+    assert not (out / ".hidden").exists()
+
+
+def test_failures_are_reported_with_reasons_and_exit_1(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    Image.new("RGB", (300, 200), "blue").save(root / "good.jpg")
+    (root / "notes.jpg").write_text("just text")
+    full = (root / "good.jpg").read_bytes()
+    (root / "cut.jpg").write_bytes(full[: len(full) // 2])
+    out = tmp_path / "out"
+    result = _run(str(root), "--out", str(out), "--json", cwd=tmp_path)
+    assert result.returncode == 1
+    summary = json.loads(result.stdout)
+    codes = {Path(f["source"]).name: f["code"] for f in summary["failures"]}
+    assert codes == {"notes.jpg": "unsupported_type", "cut.jpg": "corrupt_image"}
+    assert (out / "good" / "medium.webp").exists()
+    assert not (out / "cut").exists()
+
+
+def test_profiles_option_limits_the_outputs(photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = _run(
+        str(photos / "tiny.webp"), "--out", str(out), "--profiles", "thumbnail", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (out / "tiny").iterdir()) == ["thumbnail.webp"]
+    assert "images" in result.stdout  # the human summary
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["/no/such/folder", "--out", "x"], ["--out", "x"], [".", "--out", "x", "--profiles", "huge"]],
+)
+def test_bad_usage_exits_2(tmp_path: Path, args: list[str]) -> None:
+    assert _run(*args, cwd=tmp_path).returncode == 2
