@@ -54,6 +54,21 @@ def test_output_is_byte_identical_across_runs(tmp_path: Path) -> None:
     }
 
 
+def test_a_variant_does_not_depend_on_which_others_are_rendered(tmp_path: Path) -> None:
+    path = _photo(tmp_path, (2400, 1800))
+    facts = probe(path, LIMITS)
+    together = render_variants(path, facts, BUILTIN).outcomes["thumbnail"]
+    alone = render_variants(path, facts, [BUILTIN[0]]).outcomes["thumbnail"]
+    assert _rendered(alone).data == _rendered(together).data
+
+
+def test_a_profile_larger_than_the_base_gets_full_detail(tmp_path: Path) -> None:
+    path = _photo(tmp_path, (3000, 2000))
+    spec = Profile("xl", 2800, 2800).variants()
+    out = _rendered(render_variants(path, probe(path, LIMITS), spec).outcomes["xl"])
+    assert (out.width, out.height) == (2800, 1867)
+
+
 def test_analysis_describes_the_picture(tmp_path: Path) -> None:
     path = tmp_path / "red.png"
     Image.new("RGB", (300, 200), (255, 0, 0)).save(path)

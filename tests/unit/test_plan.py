@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from imgpipe.domain.profiles import Fit, Profile
-from imgpipe.engine.plan import decode_size, plan_geometry
+from imgpipe.engine.plan import base_size, derivable, plan_geometry
 
 COVER = Profile("thumbnail", 150, 150, fit=Fit.COVER)
 MEDIUM = Profile("medium", 800, 600)
@@ -42,7 +42,15 @@ def test_never_upscales_any_profile() -> None:
         assert geometry.resize[0] <= 90 and geometry.resize[1] <= 70
 
 
-def test_one_decode_serves_the_largest_variant() -> None:
-    source = (4032, 3024)
-    geometries = [plan_geometry(source, p) for p in (COVER, MEDIUM, LARGE)]
-    assert decode_size(source, geometries) == (1440, 1080)
+@pytest.mark.parametrize(
+    ("source", "base"),
+    [((4032, 3024), (1440, 1080)), ((3024, 4032), (810, 1080)), ((800, 600), (800, 600))],
+)
+def test_one_decode_serves_every_builtin(source: tuple[int, int], base: tuple[int, int]) -> None:
+    assert base_size(source) == base
+    assert all(derivable(plan_geometry(source, p), base) for p in (COVER, MEDIUM, LARGE))
+
+
+def test_a_profile_larger_than_the_base_is_not_derived() -> None:
+    huge = Profile("huge", 4000, 4000)
+    assert not derivable(plan_geometry((6000, 4000), huge), base_size((6000, 4000)))

@@ -49,6 +49,9 @@ def decode_to_vips(path: Path, fmt: ImageFormat) -> Any:
     elif fmt is ImageFormat.BMP:
         from PIL import Image
 
+        # Our own MAX_PIXELS was enforced from the header already; Pillow's separate bomb
+        # guard (a lower default) must not turn an accepted image into a crash.
+        Image.MAX_IMAGE_PIXELS = None
         with Image.open(path) as im:
             im.load()
             rgb = im.convert("RGBA" if "A" in im.getbands() else "RGB")

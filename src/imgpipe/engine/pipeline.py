@@ -1,11 +1,12 @@
 """Render every variant of one image from a single decode.
 
 The planner fixes the order whatever the profiles say: decode (shrink-on-load, orient,
-sRGB) once to the largest size any variant needs, keep it in memory, then for each
-profile resize -> crop -> alpha -> encode. Smaller variants are derived from that one
-decode instead of decoding the file again for each. Animations are the exception: they
-are streamed frame-strip by frame-strip from the file per profile, since holding every
-frame of a large animation in memory would cost far more than decoding twice.
+sRGB) once to a fixed base size (plan.BASE_BOX), keep it in memory, then for each profile
+resize -> crop -> alpha -> encode. Variants are derived from that one decode instead of
+decoding the file again for each; a profile larger than the base gets its own decode.
+Animations are the exception: they are streamed frame-strip by frame-strip from the file
+per profile, since holding every frame of a large animation in memory would cost far
+more than decoding twice.
 
 Each variant succeeds or fails on its own; the result maps variant name to bytes or to
 the error that stopped it.
@@ -13,6 +14,7 @@ the error that stopped it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +29,13 @@ from imgpipe.engine.analyze import analyze_pixels, file_exif
 from imgpipe.engine.deadline import Deadline
 from imgpipe.engine.encode import encode
 from imgpipe.engine.loaders import FAIL_ON, vips_source
-from imgpipe.engine.plan import Geometry, decode_size, plan_geometry
+from imgpipe.engine.plan import Geometry, base_size, derivable, plan_geometry
 from imgpipe.engine.steps.alpha import prepare_alpha
 from imgpipe.engine.steps.crop import crop
 from imgpipe.engine.steps.decode import decode, to_srgb8
 from imgpipe.engine.steps.resize import resize
+
+log = logging.getLogger(__name__)
 
 # Only WebP keeps an animation among the output formats (SPEC §5: "WebP out").
 _ANIMATED_OUTPUTS = frozenset({ImageFormat.WEBP})
@@ -111,16 +115,18 @@ def _render_still(
     geometries = {s.profile.name: plan_geometry(upright, s.profile) for s in specs}
     try:
         deadline.check("decode")
-        base = decode(
-            path, probe, decode_size(upright, list(geometries.values())), all_frames=False
-        )
+        base_dims = base_size(upright)
         # Materialise once: every variant below reads these pixels, not the file.
-        base = base.copy_memory()
+        base = decode(path, probe, base_dims, all_frames=False).copy_memory()
     except ImgpipeError as exc:
         return {s.name: exc for s in specs}
     except pyvips.Error as exc:
-        error = CorruptImage("The image data could not be decoded.")
+        error: ImgpipeError = CorruptImage("The image data could not be decoded.")
         error.__cause__ = exc
+        return {s.name: error for s in specs}
+    except Exception as exc:  # a decoder bug must fail this image, not the worker
+        log.exception("decode failed unexpectedly")
+        error = EngineFailure(f"Decoding failed: {type(exc).__name__}.")
         return {s.name: error for s in specs}
 
     analysis.update(analyze_pixels(base))
@@ -135,7 +141,11 @@ def _render_still(
             deadline.check(f"resize {spec.name}")
             pixels = shaped.get(spec.profile.name)
             if pixels is None:
-                pixels = crop(resize(base, geometry.resize), geometry.crop, spec.profile.crop)
+                if derivable(geometry, base_dims):
+                    resized = resize(base, geometry.resize)
+                else:  # larger than the base: a decode of its own, straight to its size
+                    resized = decode(path, probe, geometry.resize, all_frames=False)
+                pixels = crop(resized, geometry.crop, spec.profile.crop)
                 shaped[spec.profile.name] = pixels
             deadline.check(f"encode {spec.name}")
             out = prepare_alpha(pixels, spec.format)
@@ -197,7 +207,10 @@ def _guard(work: Any) -> RenderOutcome:
         return result
     except ImgpipeError as exc:
         return exc
-    except pyvips.Error as exc:
+    except Exception as exc:
+        if not isinstance(exc, pyvips.Error):  # a bug: fail this variant, keep the worker
+            log.exception("variant failed unexpectedly")
+            return EngineFailure(f"Rendering failed: {type(exc).__name__}.")
         message = str(exc).lower()
         if any(word in message for word in ("premature", "truncat", "corrupt", "invalid", "read")):
             error: ImgpipeError = CorruptImage("The image data is corrupt or truncated.")

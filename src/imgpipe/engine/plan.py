@@ -24,10 +24,6 @@ class Geometry:
     resize: tuple[int, int]
     crop: tuple[int, int]
 
-    @property
-    def scale_key(self) -> tuple[int, int]:
-        return self.resize
-
 
 def plan_geometry(source: tuple[int, int], profile: Profile) -> Geometry:
     """Exact output geometry; never upscales (a smaller image keeps its size)."""
@@ -41,6 +37,21 @@ def plan_geometry(source: tuple[int, int], profile: Profile) -> Geometry:
     return Geometry(resized, resized)
 
 
-def decode_size(source: tuple[int, int], geometries: list[Geometry]) -> tuple[int, int]:
-    """The one size to decode to: the largest any variant needs."""
-    return max((g.resize for g in geometries), key=lambda size: size[0] * size[1])
+# The one decode every still variant is derived from: the upright source fitted inside
+# this box (never upscaled). A constant, not the largest profile in a batch, so that a
+# variant's bytes depend only on the original and its own profile: rendering `thumbnail`
+# alone gives the same bytes as rendering it beside `large`. It equals the `large`
+# built-in, so for the built-ins the base is the large variant itself. Changing it changes
+# output bytes: bump RENDER_VERSION with it.
+BASE_BOX = (1920, 1080)
+
+
+def base_size(source: tuple[int, int]) -> tuple[int, int]:
+    width, height = source
+    scale = min(1.0, BASE_BOX[0] / width, BASE_BOX[1] / height)
+    return _round(width * scale), _round(height * scale)
+
+
+def derivable(geometry: Geometry, base: tuple[int, int]) -> bool:
+    """Whether a variant can be resized down from the base instead of its own decode."""
+    return geometry.resize[0] <= base[0] and geometry.resize[1] <= base[1]
