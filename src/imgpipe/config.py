@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./imgpipe-data/imgpipe.db"
     storage_url: str = "file://./imgpipe-data/objects"
     broker_url: str = ""
+    # Any S3-compatible store (MinIO, R2, Ceph); empty means AWS. Credentials come from the
+    # usual AWS_* variables.
+    s3_endpoint_url: str | None = None
     data_dir: Path = Path("./imgpipe-data")
     max_upload_bytes: int = Field(default=26_214_400, gt=0)
     max_pixels: int = Field(default=268_435_456, gt=0)

@@ -80,7 +80,7 @@ def build(settings: Settings) -> Container:
     celery = make_celery(settings.broker_url, settings.process_timeout_s, handle, niceness)
     deps = ServiceDeps(
         sessions=make_sessionmaker(db_engine),
-        store=store_from_url(settings.storage_url),
+        store=store_from_url(settings.storage_url, settings.s3_endpoint_url),
         queue=CeleryQueue(celery),
         profiles=profiles,
         limits=settings.limits,

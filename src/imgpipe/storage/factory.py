@@ -9,7 +9,7 @@ from imgpipe.storage.base import ObjectStore
 from imgpipe.storage.local import LocalStore
 
 
-def store_from_url(url: str) -> ObjectStore:
+def store_from_url(url: str, s3_endpoint_url: str | None = None) -> ObjectStore:
     parsed = urlparse(url)
     if parsed.scheme == "file":
         # file://./relative and file:///absolute both work.
