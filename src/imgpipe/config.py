@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     # usual AWS_* variables.
     s3_endpoint_url: str | None = None
     data_dir: Path = Path("./imgpipe-data")
+    # Broker queue names start with this ("<name>.process"), so deployments (and test
+    # runs) sharing one broker never take each other's jobs.
+    queue_name: str = Field(default="imgpipe", pattern=r"^[A-Za-z0-9_.-]{1,100}$")
+    # A Celery worker child past this resident size is replaced after its current job.
+    worker_max_memory_mb: int = Field(default=1024, gt=0)
     max_upload_bytes: int = Field(default=26_214_400, gt=0)
     max_pixels: int = Field(default=268_435_456, gt=0)
     max_frames: int = Field(default=500, gt=0)
@@ -65,6 +70,9 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_allow_hosts: str = ""
     auth: Literal["auto", "required"] = "auto"
+    log_level: str = "INFO"
+    # json: one object per line, with image_id (for log pipelines); text: for a terminal.
+    log_format: Literal["json", "text"] = "json"
     # In-process worker threads for `imgpipe serve` (libvips releases the GIL while it works).
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)
 
@@ -86,6 +94,13 @@ class Settings(BaseSettings):
         if scheme not in ("sqlite", "postgresql"):
             raise ValueError(f"must be sqlite:///PATH or postgresql+psycopg://..., got {value!r}")
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError(f"must be DEBUG, INFO, WARNING or ERROR, got {value!r}")
+        return value.upper()
 
     @field_validator("profiles_file")
     @classmethod

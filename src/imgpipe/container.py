@@ -7,6 +7,7 @@ each process (serve, api, worker, tests) builds its own container.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from imgpipe.config import Settings
 from imgpipe.db.migrate import upgrade
 from imgpipe.db.session import make_engine, make_sessionmaker
 from imgpipe.domain.profiles import ProfileSet
-from imgpipe.jobs.celery_queue import CeleryQueue, EmbeddedWorker, make_celery
+from imgpipe.jobs.celery_queue import CeleryQueue, EmbeddedWorker, QueueConfig, make_celery
 from imgpipe.jobs.messages import ProcessImage
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.services.process import process_image
@@ -55,6 +56,22 @@ class Container:
                 if leftover.stat().st_mtime < cutoff:
                     leftover.unlink()
 
+    def prepare_prefork(self) -> None:
+        """Celery prefork children must not share the parent's pooled connections."""
+        from celery.signals import worker_process_init, worker_process_shutdown
+
+        def after_fork(**_: object) -> None:
+            self.db_engine.dispose(close=False)
+
+        def child_exit(pid: int | None = None, **_: object) -> None:
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(pid or os.getpid())  # type: ignore[no-untyped-call]
+
+        worker_process_init.connect(after_fork, weak=False)
+        worker_process_shutdown.connect(child_exit, weak=False)
+
     def embedded_worker(self) -> EmbeddedWorker:
         return EmbeddedWorker(self.celery, self.settings.workers)
 
@@ -77,7 +94,13 @@ def build(settings: Settings) -> Container:
 
     # Embedded workers share a process with the API; they run niced so requests come first.
     niceness = EMBEDDED_WORKER_NICENESS if settings.embedded_queue else 0
-    celery = make_celery(settings.broker_url, settings.process_timeout_s, handle, niceness)
+    queue_config = QueueConfig(
+        broker_url=settings.broker_url,
+        queue_name=settings.queue_name,
+        process_timeout_s=settings.process_timeout_s,
+        max_memory_per_child_mb=settings.worker_max_memory_mb,
+    )
+    celery = make_celery(queue_config, handle, niceness)
     deps = ServiceDeps(
         sessions=make_sessionmaker(db_engine),
         store=store_from_url(settings.storage_url, settings.s3_endpoint_url),

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from imgpipe import __version__
-from imgpipe.api import problems, routes_health, routes_images
+from imgpipe.api import problems, routes_health, routes_images, routes_ops
 from imgpipe.services.deps import ServiceDeps
 
 
@@ -20,6 +20,8 @@ def create_app(deps: ServiceDeps, staging_dir: Path) -> FastAPI:
     app.state.deps = deps
     app.state.staging_dir = staging_dir
     problems.install(app)
+    app.middleware("http")(routes_ops.time_requests)
     app.include_router(routes_health.router)
+    app.include_router(routes_ops.router)
     app.include_router(routes_images.router)
     return app

@@ -11,10 +11,11 @@ from fastapi.responses import StreamingResponse
 from imgpipe.api.deps import current_owner, service_deps, staging_dir
 from imgpipe.api.schemas import ImageOut, ImagePageOut, ReprocessIn
 from imgpipe.api.upload import receive_upload
-from imgpipe.domain.errors import BadRequest
+from imgpipe.domain.errors import BadRequest, ImgpipeError
 from imgpipe.services import ingest, manage, queries
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.services.queries import StoredObject
+from imgpipe.telemetry import metrics
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
 
@@ -46,25 +47,29 @@ _UPLOAD_DOC = {
 @router.post("", status_code=202, response_model=ImageOut, openapi_extra=_UPLOAD_DOC)
 async def upload_image(request: Request, deps: Deps, owner: Owner) -> ImageOut:
     """Upload an image (multipart field ``file``); 202 once the original is durable."""
-    form = await receive_upload(
-        request.headers.get("content-type"),
-        request.headers.get("content-length"),
-        request.stream(),
-        staging_dir(request),
-        deps.limits.max_upload_bytes,
-    )
     try:
-        profiles = _profile_list(form.fields.get("profiles"))
-        view = await run_in_threadpool(
-            ingest.ingest,
-            deps,
-            form.staged,
-            owner,
-            profiles,
-            form.fields.get("callback_url") or None,
+        form = await receive_upload(
+            request.headers.get("content-type"),
+            request.headers.get("content-length"),
+            request.stream(),
+            staging_dir(request),
+            deps.limits.max_upload_bytes,
         )
-    finally:
-        form.staged.path.unlink(missing_ok=True)
+        try:
+            profiles = _profile_list(form.fields.get("profiles"))
+            view = await run_in_threadpool(
+                ingest.ingest,
+                deps,
+                form.staged,
+                owner,
+                profiles,
+                form.fields.get("callback_url") or None,
+            )
+        finally:
+            form.staged.path.unlink(missing_ok=True)
+    except ImgpipeError as exc:
+        metrics.UPLOADS.labels("rejected", exc.code).inc()
+        raise
     return ImageOut.of(view)
 
 

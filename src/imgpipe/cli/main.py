@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 import os
 import socket
 import sys
@@ -75,11 +74,10 @@ def _require_safe_bind(host: str, settings: Settings) -> None:
     raise typer.Exit(2)
 
 
-def _logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("IMGPIPE_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+def _logging(settings: Settings) -> None:
+    from imgpipe.telemetry.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
 
 
 @app.command()
@@ -93,7 +91,7 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
 
     settings = _settings()
     _require_safe_bind(host, settings)
-    _logging()
+    _logging(settings)
     container = build(settings)
     container.migrate()
     container.clean_staging()
@@ -131,7 +129,7 @@ def api(host: Host = "127.0.0.1", port: Port = 8000) -> None:
         )
         raise typer.Exit(2)
     _require_safe_bind(host, settings)
-    _logging()
+    _logging(settings)
     container = build(settings)
     uvicorn.run(
         create_app(container.deps, container.staging_dir),
@@ -143,10 +141,20 @@ def api(host: Host = "127.0.0.1", port: Port = 8000) -> None:
 
 @app.command()
 def worker(
-    concurrency: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes (default: number of cores).")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics of all children on this port.")
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address for --metrics-port.")] = "127.0.0.1",
 ) -> None:
     """A Celery worker that makes variants (run N of them on M machines)."""
-    from imgpipe.container import build
+    from imgpipe.cli.runtime import (
+        limit_malloc_arenas,
+        prepare_multiprocess_metrics,
+        serve_multiprocess_metrics,
+    )
 
     settings = _settings()
     if settings.embedded_queue:
@@ -155,9 +163,23 @@ def worker(
             "shared broker (redis:// or amqp://).[/red]"
         )
         raise typer.Exit(2)
-    _logging()
+    limit_malloc_arenas()
+    if metrics_port is not None:
+        prepare_multiprocess_metrics()  # before the metrics module is first imported
+    from imgpipe.container import build
+
+    _logging(settings)
     container = build(settings)
-    argv = ["worker", "--loglevel=INFO", f"--concurrency={concurrency or os.cpu_count() or 1}"]
+    container.prepare_prefork()
+    if metrics_port is not None:
+        serve_multiprocess_metrics(metrics_port, metrics_host)
+    argv = [
+        "worker",
+        f"--loglevel={settings.log_level.upper()}",
+        f"--concurrency={concurrency or os.cpu_count() or 1}",
+        f"--queues={settings.queue_name}.process",
+        "--without-mingle",
+    ]
     container.celery.worker_main(argv)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from imgpipe.db.schema import ImageRow, VariantRow, utcnow
@@ -40,6 +40,12 @@ def unfinished_image_ids(session: Session) -> list[str]:
         .order_by(ImageRow.id)
     )
     return list(session.scalars(query))
+
+
+def count_unfinished(session: Session) -> int:
+    unfinished = [ImageStatus.PENDING.value, ImageStatus.PROCESSING.value]
+    query = select(func.count()).select_from(ImageRow).where(ImageRow.status.in_(unfinished))
+    return int(session.scalar(query) or 0)
 
 
 def variants_to_do(image: ImageRow) -> list[VariantRow]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
@@ -21,35 +22,63 @@ PROCESS_TASK = "imgpipe.process_image"
 EMBEDDED_BROKER = "memory://"
 
 
-def celery_settings(broker_url: str, process_timeout_s: float) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    broker_url: str  # empty: embedded, in-process
+    queue_name: str
+    process_timeout_s: float
+    max_memory_per_child_mb: int
+
+
+def celery_settings(config: QueueConfig) -> dict[str, Any]:
+    """Every Celery setting imgpipe uses, in one visible block."""
+    scheme = config.broker_url.split(":", 1)[0] if config.broker_url else "memory"
+    transport_options: dict[str, Any] = {}
+    if scheme == "memory":
+        # The in-memory transport polls; 20 ms keeps queue latency invisible.
+        transport_options["polling_interval"] = 0.02
+    elif scheme in ("amqp", "pyamqp"):
+        # Without publisher confirms RabbitMQ drops publishes silently under a memory or
+        # disk alarm; with them, enqueue raises and the image stays pending for recovery.
+        transport_options["confirm_publish"] = True
+    elif scheme in ("redis", "rediss"):
+        # Redis redelivers an unacked message after this long; it must outlast the hard
+        # time limit or a slow job runs twice while the first is still working.
+        transport_options["visibility_timeout"] = max(3600, int(config.process_timeout_s * 8))
+    process_queue = f"{config.queue_name}.process"
     return {
-        "broker_url": broker_url or EMBEDDED_BROKER,
+        "broker_url": config.broker_url or EMBEDDED_BROKER,
+        "broker_transport_options": transport_options,
+        "broker_connection_retry_on_startup": True,
         "result_backend": None,
         "task_ignore_result": True,
         "task_serializer": "json",
         "accept_content": ["json"],
+        # Image work has its own queue, so light tasks (webhooks, later) never wait
+        # behind a backlog of decodes; workers can be pointed at either.
+        "task_default_queue": process_queue,
+        "task_routes": {PROCESS_TASK: {"queue": process_queue}},
         # Ack after the work, so a worker that dies mid-job leaves the message queued.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        # One message at a time per worker slot: image jobs are long and uneven.
+        # One message at a time per worker slot: image jobs are long and uneven, and a
+        # prefetched message would wait behind a slow one while another worker idles.
         "worker_prefetch_multiplier": 1,
-        "task_soft_time_limit": process_timeout_s * 2,
-        "task_time_limit": process_timeout_s * 4,
+        # The engine checks PROCESS_TIMEOUT_S between steps and fails the image cleanly;
+        # these limits only stop a step that hangs inside libvips.
+        "task_soft_time_limit": config.process_timeout_s * 1.5,
+        "task_time_limit": config.process_timeout_s * 2 + 10,
+        # A child whose resident memory passes this is replaced after its current task.
+        "worker_max_memory_per_child": config.max_memory_per_child_mb * 1024,
         "worker_hijack_root_logger": False,
-        "broker_connection_retry_on_startup": True,
-        # The in-memory transport polls; 20 ms keeps queue latency invisible.
-        "broker_transport_options": {"polling_interval": 0.02},
+        "worker_send_task_events": True,  # for Flower
+        "task_send_sent_event": True,
     }
 
 
-def make_celery(
-    broker_url: str,
-    process_timeout_s: float,
-    handler: ProcessHandler,
-    worker_niceness: int = 0,
-) -> Celery:
+def make_celery(config: QueueConfig, handler: ProcessHandler, worker_niceness: int = 0) -> Celery:
     app = Celery("imgpipe", set_as_current=False)
-    app.conf.update(celery_settings(broker_url, process_timeout_s))
+    app.conf.update(celery_settings(config))
 
     @app.task(name=PROCESS_TASK)  # type: ignore[untyped-decorator]
     def process_image(image_id: str) -> None:
@@ -58,23 +87,6 @@ def make_celery(
         handler(ProcessImage(image_id))
 
     return app
-
-
-_thread_state = threading.local()
-
-
-def _lower_thread_priority(niceness: int) -> None:
-    """Make this worker thread (and the libvips threads it starts) yield to the API.
-
-    On Linux nice values belong to threads, and threads inherit them when created: in
-    `imgpipe serve`, image work then runs at a lower priority than the request threads
-    in the same process, so uploads stay fast while the CPU is busy with variants.
-    """
-    if getattr(_thread_state, "niced", False):
-        return
-    _thread_state.niced = True
-    with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
 
 
 class CeleryQueue:
@@ -87,6 +99,19 @@ class CeleryQueue:
     def check(self) -> None:
         with self._app.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1)
+
+    def depth(self) -> int | None:
+        """Messages waiting in the process queue, or None where the broker cannot say."""
+        queue = self._app.conf.task_default_queue
+        try:
+            with self._app.connection_for_read() as connection:
+                channel = connection.default_channel
+                if connection.transport_cls in ("memory",):
+                    return None
+                _, count, _ = channel.queue_declare(queue=queue, passive=True)
+                return int(count)
+        except Exception:  # a missing queue or an unreachable broker: unknown, not zero
+            return None
 
 
 class EmbeddedWorker:
@@ -115,3 +140,20 @@ class EmbeddedWorker:
     def stop(self, timeout: float = 30.0) -> None:
         self._controller.stop(in_sighandler=False)
         self._thread.join(timeout)
+
+
+_thread_state = threading.local()
+
+
+def _lower_thread_priority(niceness: int) -> None:
+    """Make this worker thread (and the libvips threads it starts) yield to the API.
+
+    On Linux nice values belong to threads, and threads inherit them when created: in
+    `imgpipe serve`, image work then runs at a lower priority than the request threads
+    in the same process, so uploads stay fast while the CPU is busy with variants.
+    """
+    if getattr(_thread_state, "niced", False):
+        return
+    _thread_state.niced = True
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)

@@ -16,3 +16,6 @@ class JobQueue(Protocol):
 
     def check(self) -> None:
         """Raise unless the broker is reachable now."""
+
+    def depth(self) -> int | None:
+        """Jobs waiting in the broker, or None where the broker cannot tell."""

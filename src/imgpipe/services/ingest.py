@@ -19,6 +19,7 @@ from imgpipe.jobs.messages import ProcessImage
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.services.views import ImageView, image_view
 from imgpipe.storage import keys
+from imgpipe.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,9 @@ def ingest(
     # After the commit, and never fatal to the upload: the original is durable and the
     # image is pending in the database, which is the source of truth. If the broker does
     # not take (or later loses) the message, the recovery sweep enqueues the image again.
+    metrics.UPLOADS.labels("accepted", "").inc()
+    metrics.UPLOAD_BYTES.inc(staged.size)
+    log.info("upload accepted", extra={"image_id": view.id, "bytes": staged.size})
     try:
         deps.queue.enqueue(ProcessImage(view.id))
     except Exception:  # any broker client error; the adapter's types are not ours to name

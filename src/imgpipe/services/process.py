@@ -22,6 +22,8 @@ from imgpipe.engine.probe import probe
 from imgpipe.jobs.messages import ProcessImage
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.storage import keys
+from imgpipe.telemetry import metrics
+from imgpipe.telemetry.context import image_context
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,12 @@ class _Claim:
 
 
 def process_image(deps: ServiceDeps, message: ProcessImage) -> None:
-    claim = _claim(deps, message.image_id)
+    with image_context(message.image_id), metrics.JOB_SECONDS.time():
+        _process(deps, message.image_id)
+
+
+def _process(deps: ServiceDeps, image_id: str) -> None:
+    claim = _claim(deps, image_id)
     if claim is None:
         return
     outcomes: dict[str, RenderOutcome] = {}
@@ -123,10 +130,20 @@ def _record(
                 variant.status = VariantStatus.FAILED.value
                 variant.error_code = outcome.code
                 variant.error = outcome.detail
-                log.warning(
-                    "variant failed",
-                    extra={"image_id": image.id, "variant": variant.name, "code": outcome.code},
-                )
+                log.warning("variant failed", extra={"variant": variant.name, "code": outcome.code})
         if analysis:
             image.image_metadata = dict(analysis)
-        repo.refresh_status(image)
+        status = repo.refresh_status(image)
+    _count(claim, stored, status.value)
+
+
+def _count(claim: _Claim, stored: dict[str, tuple[RenderOutcome, str | None]], status: str) -> None:
+    metrics.JOBS.labels(status).inc()
+    for name, (outcome, key) in stored.items():
+        profile = claim.specs[name].profile.name
+        if isinstance(outcome, Rendered) and key is not None:
+            metrics.VARIANTS.labels(profile, "done", "").inc()
+            metrics.VARIANT_BYTES.inc(len(outcome.data))
+        elif isinstance(outcome, ImgpipeError):
+            metrics.VARIANTS.labels(profile, "failed", outcome.code).inc()
+    log.info("image processed", extra={"status": status, "variants": len(stored)})

@@ -64,3 +64,8 @@ def open_original(deps: ServiceDeps, image_id: str, owner: str) -> StoredObject:
         sha256, fmt, size = image.sha256, ImageFormat(image.format), image.bytes
     key = keys.original(sha256)
     return StoredObject(fmt.media_type, size, f'"{sha256}"', deps.store.iter_bytes(key))
+
+
+def count_unfinished(deps: ServiceDeps) -> int:
+    with deps.sessions() as session:
+        return repo.count_unfinished(session)

@@ -1,0 +1,33 @@
+"""Prometheus metrics, defined once.
+
+Under `imgpipe worker` (Celery prefork) the children write to PROMETHEUS_MULTIPROC_DIR,
+which the worker command sets before anything imports this module, and the parent
+serves the aggregate on --metrics-port.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+UPLOADS = Counter(
+    "imgpipe_uploads", "Upload attempts by outcome and problem code.", ["outcome", "code"]
+)
+UPLOAD_BYTES = Counter("imgpipe_upload_bytes", "Bytes of originals accepted.")
+JOBS = Counter("imgpipe_jobs", "Image jobs finished, by resulting image status.", ["status"])
+VARIANTS = Counter(
+    "imgpipe_variants",
+    "Variants finished, by outcome and problem code.",
+    ["profile", "outcome", "code"],
+)
+VARIANT_BYTES = Counter("imgpipe_variant_bytes", "Bytes of variants written.")
+JOB_SECONDS = Histogram(
+    "imgpipe_job_duration_seconds",
+    "Time to make all of one image's pending variants.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120),
+)
+HTTP_SECONDS = Histogram(
+    "imgpipe_http_request_duration_seconds",
+    "HTTP request latency by route and status.",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10),
+)
