@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from celery import Celery
+from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from imgpipe import engine as image_engine
@@ -38,7 +40,7 @@ class Container:
 
     @property
     def staging_dir(self) -> Path:
-        return self.settings.data_dir / "staging"
+        return self.deps.staging_dir
 
     def migrate(self) -> None:
         path = self.settings.sqlite_path
@@ -79,6 +81,26 @@ class Container:
         self.db_engine.dispose()
 
 
+def resolve_secret(configured: SecretStr | None, kept_at: Path) -> bytes:
+    """The configured secret, else one generated on first start and kept in the data dir.
+
+    Written with O_EXCL and mode 0600, so concurrent first starts agree on one secret
+    and no other user can read it.
+    """
+    if configured is not None:
+        return configured.get_secret_value().encode()
+    with contextlib.suppress(FileNotFoundError):
+        return kept_at.read_bytes().strip()
+    kept_at.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(kept_at, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return kept_at.read_bytes().strip()
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(secrets.token_urlsafe(32).encode())
+    return kept_at.read_bytes().strip()
+
+
 def build(settings: Settings) -> Container:
     image_engine.configure()
     profiles = (
@@ -108,6 +130,8 @@ def build(settings: Settings) -> Container:
         profiles=profiles,
         limits=settings.limits,
         process_timeout_s=settings.process_timeout_s,
+        staging_dir=settings.data_dir / "staging",
+        signing_key=resolve_secret(settings.signing_key, settings.data_dir / "signing_key"),
     )
     deps_holder.append(deps)
     return Container(settings, db_engine, celery, deps)

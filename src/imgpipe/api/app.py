@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import FastAPI
 
 from imgpipe import __version__
-from imgpipe.api import problems, routes_health, routes_images, routes_ops
+from imgpipe.api import problems, routes_health, routes_images, routes_ops, routes_uploads
 from imgpipe.services.deps import ServiceDeps
 
 
-def create_app(deps: ServiceDeps, staging_dir: Path) -> FastAPI:
+def create_app(deps: ServiceDeps) -> FastAPI:
     app = FastAPI(
         title="imgpipe",
         version=__version__,
         summary="Upload, validate, store and turn user images into web variants.",
     )
     app.state.deps = deps
-    app.state.staging_dir = staging_dir
     problems.install(app)
     app.middleware("http")(routes_ops.time_requests)
     app.include_router(routes_health.router)
     app.include_router(routes_ops.router)
+    app.include_router(routes_uploads.router)
     app.include_router(routes_images.router)
     return app

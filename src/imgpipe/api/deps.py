@@ -17,7 +17,7 @@ def service_deps(request: Request) -> ServiceDeps:
 
 
 def staging_dir(request: Request) -> Path:
-    path: Path = request.app.state.staging_dir
+    path: Path = request.app.state.deps.staging_dir
     return path
 
 

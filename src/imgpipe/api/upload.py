@@ -160,3 +160,32 @@ async def receive_upload(
         raise BadRequest("The form has no part named 'file'.")
     staged = StagedUpload(collector.file_path, collector.file_size, collector.sha256)
     return UploadForm(staged, collector.fields)
+
+
+async def receive_body(
+    content_length: str | None,
+    body: AsyncIterator[bytes],
+    staging_dir: Path,
+    max_bytes: int,
+) -> StagedUpload:
+    """Stream a raw request body (a signed direct upload) to a staging file, capped."""
+    declared = int(content_length) if content_length and content_length.isdigit() else 0
+    if declared > max_bytes:
+        raise TooLarge(f"The upload is larger than the limit of {max_bytes} bytes.")
+    staging_dir.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="upload-", dir=staging_dir)
+    path = Path(name)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            async for chunk in body:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise TooLarge(f"The upload is larger than the limit of {max_bytes} bytes.")
+                digest.update(chunk)
+                out.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return StagedUpload(path, size, digest.hexdigest())

@@ -103,7 +103,7 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     err.print(f"imgpipe: serving on http://{host}:{port} (docs at /docs)")
     try:
         uvicorn.run(
-            create_app(container.deps, container.staging_dir),
+            create_app(container.deps),
             host=host,
             port=port,
             log_level="warning",
@@ -132,7 +132,7 @@ def api(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     _logging(settings)
     container = build(settings)
     uvicorn.run(
-        create_app(container.deps, container.staging_dir),
+        create_app(container.deps),
         host=host,
         port=port,
         log_level="warning",

@@ -85,3 +85,19 @@ class VariantRow(Base):
     image: Mapped[ImageRow] = relationship(back_populates="variants")
 
     __table_args__ = (UniqueConstraint("image_id", "name", name="uq_variants_image_name"),)
+
+
+class UploadRow(Base):
+    """A direct-to-storage upload announced by POST /v1/uploads, until it is completed."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # the future image id
+    owner: Mapped[str] = mapped_column(String(100))
+    filename: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    declared_bytes: Mapped[int] = mapped_column(Integer)
+    storage_key: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

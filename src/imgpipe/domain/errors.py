@@ -86,6 +86,24 @@ class NotReady(ImgpipeError):
     title = "The variant is not ready yet"
 
 
+class Forbidden(ImgpipeError):
+    code = "bad_signature"
+    status = 403
+    title = "The signature is missing or does not match"
+
+
+class Expired(ImgpipeError):
+    code = "expired"
+    status = 403
+    title = "The signed URL has expired"
+
+
+class UploadMissing(ImgpipeError):
+    code = "upload_missing"
+    status = 409
+    title = "Nothing has been uploaded for this image yet"
+
+
 # --- infrastructure: transient, the same work may succeed later ------------------------
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
+from kombu.exceptions import ChannelError
 
 from imgpipe.jobs.messages import ProcessImage
 from imgpipe.jobs.queue import ProcessHandler
@@ -105,12 +106,16 @@ class CeleryQueue:
         queue = self._app.conf.task_default_queue
         try:
             with self._app.connection_for_read() as connection:
-                channel = connection.default_channel
-                if connection.transport_cls in ("memory",):
+                if connection.transport_cls == "memory":
                     return None
-                _, count, _ = channel.queue_declare(queue=queue, passive=True)
+                try:
+                    _, count, _ = connection.default_channel.queue_declare(
+                        queue=queue, passive=True
+                    )
+                except ChannelError:
+                    return 0  # not declared yet (Redis drops an empty list's key): empty
                 return int(count)
-        except Exception:  # a missing queue or an unreachable broker: unknown, not zero
+        except Exception:  # an unreachable broker: unknown, not zero
             return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,3 +21,5 @@ class ServiceDeps:
     profiles: ProfileSet
     limits: Limits
     process_timeout_s: float
+    staging_dir: Path
+    signing_key: bytes

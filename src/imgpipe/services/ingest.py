@@ -39,6 +39,7 @@ def ingest(
     owner: str,
     profile_names: list[str] | None = None,
     callback_url: str | None = None,
+    image_id: str | None = None,
 ) -> ImageView:
     """Returns the new image once its original is durably stored and verified."""
     profiles = deps.profiles.select(profile_names)
@@ -51,7 +52,7 @@ def ingest(
 
     with deps.sessions.begin() as session:
         row = ImageRow(
-            id=new_image_id(),
+            id=image_id or new_image_id(),
             owner=owner,
             sha256=staged.sha256,
             bytes=staged.size,

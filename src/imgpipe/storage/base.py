@@ -4,8 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class DirectUploadForm:
+    """How a client sends bytes straight to the store (an S3 presigned POST)."""
+
+    method: str
+    url: str
+    expires_at: datetime
+    fields: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class ObjectStore(Protocol):
@@ -39,3 +52,9 @@ class ObjectStore(Protocol):
 
     def check(self) -> None:
         """Raise StorageUnavailable unless the store can be written to now."""
+
+    def direct_upload_form(
+        self, key: str, max_bytes: int, expires_s: int
+    ) -> DirectUploadForm | None:
+        """A form that lets a client upload to ``key`` itself, size-capped by the store,
+        or None when this store cannot take uploads directly (the API receives them)."""

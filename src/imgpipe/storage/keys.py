@@ -15,3 +15,8 @@ def variant(sha256: str, profile_digest: str, fmt: ImageFormat) -> str:
 
 def variants_prefix(sha256: str) -> str:
     return f"variants/{sha256[:2]}/{sha256}/"
+
+
+def direct_upload(image_id: str) -> str:
+    """Where a client's direct-to-storage upload lands before it is validated."""
+    return f"uploads/{image_id}"

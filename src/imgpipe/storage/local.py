@@ -23,6 +23,7 @@ from imgpipe.domain.errors import (
     NotFound,
     StorageUnavailable,
 )
+from imgpipe.storage.base import DirectUploadForm
 
 _CHUNK = 1 << 20
 
@@ -105,6 +106,11 @@ class LocalStore:
 
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self._path(prefix.rstrip("/")), ignore_errors=True)
+
+    def direct_upload_form(
+        self, key: str, max_bytes: int, expires_s: int
+    ) -> DirectUploadForm | None:
+        return None  # a local disk has no HTTP endpoint: the API's signed URL receives it
 
     def check(self) -> None:
         with _os_errors("readiness probe"):
