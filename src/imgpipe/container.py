@@ -58,6 +58,11 @@ class Container:
                 if leftover.stat().st_mtime < cutoff:
                     leftover.unlink()
 
+    def schema_is_current(self) -> bool:
+        from imgpipe.db.migrate import pending_migrations
+
+        return not pending_migrations(self.db_engine)
+
     def prepare_prefork(self) -> None:
         """Celery prefork children must not share the parent's pooled connections."""
         from celery.signals import worker_process_init, worker_process_shutdown

@@ -20,6 +20,19 @@ from typing import Any
 import httpx
 import pytest
 
+from backends import (
+    ALL_BACKENDS,
+    AMQP_URL,
+    EMBEDDED,
+    REDIS_URL,
+    BackendSpec,
+    check_broker,
+    postgres_database,
+    purge_queue,
+    run_id,
+)
+from s3server import AWS_TEST_ENV, running_s3_server
+
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 TERMINAL_STATUSES = ("done", "partial", "failed")
 BUILT_IN_PROFILES = {"thumbnail": (150, 150), "medium": (800, 600), "large": (1920, 1080)}
@@ -33,11 +46,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def server_env(data_dir: Path) -> dict[str, str]:
+def server_env(data_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The process environment, minus any inherited IMGPIPE_ settings, plus ours."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMGPIPE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IMGPIPE_", "AWS_"))}
     env.update(
         {
+            "IMGPIPE_DATA_DIR": str(data_dir / "imgpipe-data"),
+            "IMGPIPE_LOG_FORMAT": "text",
             "IMGPIPE_DATABASE_URL": f"sqlite:///{data_dir / 'imgpipe.db'}",
             "IMGPIPE_STORAGE_URL": f"file://{data_dir / 'objects'}",
             "IMGPIPE_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
@@ -47,6 +62,7 @@ def server_env(data_dir: Path) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
         }
     )
+    env.update(extra or {})
     return env
 
 
@@ -67,11 +83,16 @@ def run_cli(data_dir: Path, *args: str, timeout: float = 60) -> subprocess.Compl
 
 @dataclass
 class ImgpipeServer:
-    """One `python -m imgpipe serve` process (in its own process group) on a data dir."""
+    """imgpipe on a data dir: one `serve` process (embedded), or `api` + `worker` processes
+    on real engines (scale-out). Each process has its own process group, so stopping or
+    killing it also reaches its children (Celery's pool, libvips threads)."""
 
     data_dir: Path
+    backend: BackendSpec = EMBEDDED
+    settings: dict[str, str] = field(default_factory=dict)
+    list_objects: Callable[[], list[str]] | None = None
     port: int = field(default_factory=_free_port)
-    process: subprocess.Popen[bytes] | None = None
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     starts: int = 0
 
     @property
@@ -83,48 +104,80 @@ class ImgpipeServer:
         return self.data_dir / "objects"
 
     @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The process that serves HTTP."""
+        return self.processes.get("http")
+
+    @property
     def log_path(self) -> Path:
         return self.data_dir / f"server-{self.starts}.log"
 
     def log_text(self) -> str:
-        """Everything the current (or last) process printed."""
+        """Everything the current (or last) HTTP process printed."""
         try:
             return self.log_path.read_text(errors="replace")
         except OSError:
             return "<no log>"
 
     def log_tail(self, chars: int = 4000) -> str:
-        return self.log_text()[-chars:]
+        tails = [self.log_text()[-chars:]]
+        worker_log = self.data_dir / f"worker-{self.starts}.log"
+        if worker_log.exists():
+            tails.append("--- worker ---\n" + worker_log.read_text(errors="replace")[-chars:])
+        return "\n".join(tails)
 
-    def start(self) -> None:
-        assert self.process is None, "already running"
-        self.starts += 1
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "imgpipe",
-                    "serve",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                ],
+    def stored_keys(self) -> list[str]:
+        """Every object key in the store, whichever backend holds them."""
+        if self.list_objects is not None:
+            return self.list_objects()
+        return [
+            p.relative_to(self.objects_dir).as_posix()
+            for p in self.objects_dir.rglob("*")
+            if p.is_file() and not p.name.startswith(".tmp-")
+        ]
+
+    def _imgpipe(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "imgpipe", *args]
+
+    def _spawn(self, role: str, args: list[str], log_path: Path) -> None:
+        with log_path.open("wb") as log:
+            self.processes[role] = subprocess.Popen(
+                self._imgpipe(*args),
                 cwd=self.data_dir,
-                env=server_env(self.data_dir),
+                env=server_env(self.data_dir, self.settings),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: workers die with it
+                start_new_session=True,
             )
+
+    def start(self) -> None:
+        assert not self.processes, "already running"
+        self.starts += 1
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        listen = ["--host", "127.0.0.1", "--port", str(self.port)]
+        if self.backend.embedded:
+            self._spawn("http", ["serve", *listen], self.log_path)
+        else:
+            migrated = subprocess.run(
+                self._imgpipe("db", "upgrade"),
+                cwd=self.data_dir,
+                env=server_env(self.data_dir, self.settings),
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+            assert migrated.returncode == 0, migrated.stderr.decode(errors="replace")
+            self._spawn("http", ["api", *listen], self.log_path)
+            worker_log = self.data_dir / f"worker-{self.starts}.log"
+            self._spawn("worker", ["worker", "--concurrency", "2"], worker_log)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                code = self.process.returncode
-                self.process = None
-                pytest.fail(f"imgpipe serve exited with {code} at start:\n{self.log_tail()}")
+            for role, process in self.processes.items():
+                if process.poll() is not None:
+                    code = process.returncode
+                    self.stop()
+                    pytest.fail(f"imgpipe {role} exited with {code} at start:\n{self.log_tail()}")
             try:
                 if httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200:
                     return
@@ -134,42 +187,102 @@ class ImgpipeServer:
         self.stop()
         pytest.fail(f"GET /healthz not 200 within {STARTUP_TIMEOUT_S}s:\n{self.log_tail()}")
 
-    def _signal_group(self, sig: signal.Signals) -> None:
-        assert self.process is not None
+    @staticmethod
+    def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, sig)
+            os.killpg(process.pid, sig)
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after STOP_GRACE_S."""
-        if self.process is None:
-            return
-        self._signal_group(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            self._signal_group(signal.SIGKILL)
-            self.process.wait(timeout=STOP_GRACE_S)
-        self._signal_group(signal.SIGKILL)  # anything left in the group
-        self.process = None
+        for process in self.processes.values():
+            self._signal_group(process, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self._signal_group(process, signal.SIGKILL)
+                process.wait(timeout=STOP_GRACE_S)
+            self._signal_group(process, signal.SIGKILL)  # anything left in the group
+        self.processes.clear()
 
     def kill(self) -> None:
-        """SIGKILL the whole process group at once: a crash, no chance to clean up."""
-        if self.process is None:
-            return
-        self._signal_group(signal.SIGKILL)
-        self.process.wait(timeout=STOP_GRACE_S)
-        self.process = None
+        """SIGKILL every process group at once: a crash, no chance to clean up."""
+        for process in self.processes.values():
+            self._signal_group(process, signal.SIGKILL)
+        for process in self.processes.values():
+            process.wait(timeout=STOP_GRACE_S)
+        self.processes.clear()
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImgpipeServer]:
-    """The shared server for the whole integration session."""
-    instance = ImgpipeServer(tmp_path_factory.mktemp("imgpipe"))
-    instance.start()
-    try:
+def s3_endpoint() -> Iterator[str]:
+    """One S3 API server (moto, on loopback) for the whole run, started on first use."""
+    with running_s3_server() as endpoint_url:
+        yield endpoint_url
+
+
+def _s3_settings(endpoint: str) -> tuple[dict[str, str], Callable[[], list[str]]]:
+    """A bucket of this run's own, the settings that point imgpipe at it, and a lister."""
+    import boto3
+    from botocore.config import Config
+
+    bucket = f"imgpipe-test-{run_id()}"
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=AWS_TEST_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=AWS_TEST_ENV["AWS_SECRET_ACCESS_KEY"],
+        region_name=AWS_TEST_ENV["AWS_DEFAULT_REGION"],
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    client.create_bucket(Bucket=bucket)
+
+    def list_objects() -> list[str]:
+        keys: list[str] = []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            keys += [item["Key"].removeprefix("run/") for item in page.get("Contents", [])]
+        return keys
+
+    settings = {
+        "IMGPIPE_STORAGE_URL": f"s3://{bucket}/run",
+        "IMGPIPE_S3_ENDPOINT_URL": endpoint,
+        **AWS_TEST_ENV,
+    }
+    return settings, list_objects
+
+
+def backend_settings(
+    spec: BackendSpec, stack: contextlib.ExitStack, request: pytest.FixtureRequest
+) -> tuple[dict[str, str], Callable[[], list[str]] | None]:
+    """Settings (and an object lister) for one backend; resources close with the stack."""
+    settings: dict[str, str] = {}
+    lister = None
+    if spec.database == "postgres":
+        settings["IMGPIPE_DATABASE_URL"] = stack.enter_context(postgres_database())
+    if spec.storage == "s3":
+        s3_settings, lister = _s3_settings(request.getfixturevalue("s3_endpoint"))
+        settings.update(s3_settings)
+    if spec.broker is not None:
+        url = REDIS_URL if spec.broker == "redis" else AMQP_URL
+        check_broker(url)
+        queue = f"imgpipe-test-{run_id()}"
+        settings.update({"IMGPIPE_BROKER_URL": url, "IMGPIPE_QUEUE_NAME": queue})
+        stack.callback(purge_queue, url, f"{queue}.process")
+    return settings, lister
+
+
+@pytest.fixture(scope="session", params=ALL_BACKENDS, ids=lambda spec: spec.name)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ImgpipeServer]:
+    """The shared server, once per backend: every end-to-end test runs on each."""
+    spec: BackendSpec = request.param
+    with contextlib.ExitStack() as stack:
+        settings, lister = backend_settings(spec, stack, request)
+        instance = ImgpipeServer(tmp_path_factory.mktemp(spec.name), spec, settings, lister)
+        instance.start()
+        stack.callback(instance.stop)
         yield instance
-    finally:
-        instance.stop()
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,16 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
 from imgpipe.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from imgpipe.container import Container
 
 app = typer.Typer(
     name="imgpipe",
@@ -80,6 +83,21 @@ def _logging(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_format)
 
 
+def _require_current_schema(container: Container) -> None:
+    """Scale-out processes never migrate by themselves: one `imgpipe db upgrade` does."""
+    try:
+        current = container.schema_is_current()
+    except Exception as exc:  # any driver error: say what and where, not a traceback
+        err.print(f"[red]imgpipe: cannot reach the database: {exc}[/red]")
+        raise typer.Exit(2) from None
+    if not current:
+        err.print(
+            "[red]imgpipe: the database schema is not current; run `imgpipe db upgrade` "
+            "(once, before starting API and worker processes).[/red]"
+        )
+        raise typer.Exit(2)
+
+
 @app.command()
 def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     """All-in-one: API and in-process workers on the embedded defaults."""
@@ -131,6 +149,7 @@ def api(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     _require_safe_bind(host, settings)
     _logging(settings)
     container = build(settings)
+    _require_current_schema(container)
     uvicorn.run(
         create_app(container.deps),
         host=host,
@@ -170,6 +189,7 @@ def worker(
 
     _logging(settings)
     container = build(settings)
+    _require_current_schema(container)
     container.prepare_prefork()
     if metrics_port is not None:
         serve_multiprocess_metrics(metrics_port, metrics_host)

@@ -29,3 +29,14 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def pending_migrations(engine: Engine) -> bool:
+    """True when the database is not at the newest schema (or unreachable right now)."""
+    return current_revision(engine) != head_revision()
