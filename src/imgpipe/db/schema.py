@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -66,7 +76,11 @@ class ImageRow(Base):
 class VariantRow(Base):
     __tablename__ = "variants"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # 64-bit: at 100M uploads a day with 5 variants, a 32-bit id runs out within a week.
+    # SQLite's INTEGER PRIMARY KEY is already a 64-bit rowid (and must stay INTEGER).
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(100))
     profile: Mapped[str] = mapped_column(String(100))
