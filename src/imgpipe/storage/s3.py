@@ -20,7 +20,9 @@ import base64
 import contextlib
 import errno
 import hashlib
+import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -96,11 +98,32 @@ class S3Store:
             # MinIO, Ceph and moto serve buckets as paths, not as virtual hosts.
             s3={"addressing_style": "path"} if endpoint_url else None,
         )
-        # A session of its own: boto3's default session is shared module state and is not
-        # thread-safe to build clients from. Credentials and region come from the usual
-        # chain (AWS_* environment, shared config files, instance roles).
-        session = boto3.session.Session()
-        self._client: Any = session.client("s3", endpoint_url=endpoint_url, config=config)
+        self._endpoint_url = endpoint_url
+        self._config = config
+        self._client_pid = -1
+        self._client_lock = threading.Lock()
+        self._client_instance: Any = None
+
+    @property
+    def _client(self) -> Any:
+        """One client per process, reused for every call (its pool keeps connections warm).
+
+        Built on first use in each process: a Celery prefork child must not share the
+        parent's pooled sockets, so a client inherited across fork is replaced.
+        """
+        if self._client_pid != os.getpid():
+            with self._client_lock:
+                if self._client_pid != os.getpid():
+                    # A session of its own: boto3's default session is shared module state
+                    # and is not thread-safe to build clients from. Credentials and region
+                    # come from the usual chain (AWS_* environment, shared config files,
+                    # instance roles).
+                    session = boto3.session.Session()
+                    self._client_instance = session.client(
+                        "s3", endpoint_url=self._endpoint_url, config=self._config
+                    )
+                    self._client_pid = os.getpid()
+        return self._client_instance
 
     def __repr__(self) -> str:
         return f"S3Store(s3://{self.bucket}/{self.prefix})"
