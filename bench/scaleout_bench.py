@@ -43,16 +43,12 @@ import psutil
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
+from measure import fsync_floor_ms, percentile
 from stack import Stack, imgpipe_env, running, unique_jpeg, wait_all_done
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "photos"
 POSTGRES_ADMIN = os.environ.get("IMGPIPE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1/test")
 REDIS = os.environ.get("IMGPIPE_BENCH_REDIS", "redis://127.0.0.1:6379/0")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
 @contextmanager
@@ -154,20 +150,6 @@ def run_scaling(args: argparse.Namespace) -> dict[str, object]:
 
 
 # --- steady ------------------------------------------------------------------------------
-
-
-def fsync_floor_ms(data: bytes, directory: Path) -> float:
-    times = []
-    for n in range(10):
-        path = directory / f"floor-{n}"
-        started = time.perf_counter()
-        with path.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        times.append((time.perf_counter() - started) * 1000)
-        path.unlink()
-    return statistics.median(times)
 
 
 def _seconds_between(start: str, end: str) -> float:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import shutil
 import tempfile
@@ -24,6 +23,7 @@ from imgpipe.domain.errors import (
     StorageUnavailable,
 )
 from imgpipe.storage.base import DirectUploadForm
+from imgpipe.storage.hashing import sha256_file
 
 _CHUNK = 1 << 20
 
@@ -50,7 +50,7 @@ class LocalStore:
                     shutil.copyfile(source, tmp)
                     source.unlink()
                 _fsync_file(tmp)
-                if _sha256_file(tmp) != sha256:
+                if sha256_file(tmp) != sha256:
                     raise ChecksumMismatch(f"Stored bytes for {key} do not match their sha256.")
                 os.replace(tmp, target)
             except BaseException:
@@ -144,14 +144,6 @@ def _chunks(fh: BinaryIO, chunk_size: int) -> Iterator[bytes]:
     with fh:
         while chunk := fh.read(chunk_size):
             yield chunk
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _fsync_file(path: Path) -> None:

@@ -40,6 +40,7 @@ from imgpipe.domain.errors import (
     StorageUnavailable,
 )
 from imgpipe.storage.base import DirectUploadForm
+from imgpipe.storage.hashing import sha256_file
 
 _CHUNK = 1 << 20
 # DeleteObjects takes at most 1000 keys per request.
@@ -136,7 +137,7 @@ class S3Store:
             # Checked here as well as by the store: a server that keeps the checksum header
             # without verifying it (moto does) would otherwise store what we were told not
             # to, and a caller's wrong hash costs no upload.
-            if _sha256_file(source) != sha256:
+            if sha256_file(source) != sha256:
                 raise ChecksumMismatch(f"Bytes staged for {key} do not match their sha256.")
             with source.open("rb") as body:
                 self._put(name, body, bytes.fromhex(sha256))
@@ -327,14 +328,6 @@ def _stream(body: Any, key: str, chunk_size: int) -> Iterator[bytes]:
     finally:
         # Returns the connection to the pool, also when the reader stops early.
         body.close()
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @contextlib.contextmanager
