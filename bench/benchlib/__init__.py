@@ -1,0 +1,1 @@
+"""Helpers shared by the imgpipe benchmarks (not part of the imgpipe package)."""
