@@ -22,6 +22,8 @@ from pydantic_settings import (
 )
 
 from imgpipe.domain.media import Limits
+from imgpipe.domain.ratelimit import Rate
+from imgpipe.domain.webhooks import parse_schedule
 
 
 class _TomlFileSource(PydanticBaseSettingsSource):
@@ -69,12 +71,33 @@ class Settings(BaseSettings):
     rate_limit_requests: str = "200/second"
     webhook_secret: SecretStr | None = None
     webhook_allow_hosts: str = ""
+    # Where per-key buckets live when API processes must share them. Empty: the broker
+    # when it is redis://, else each API process counts on its own (see
+    # docs/auth-and-webhooks.md).
+    rate_limit_redis_url: str = ""
+    # Seconds to wait after failed attempt 1, 2, ...; the last step repeats until
+    # WEBHOOK_RETRY_FOR_S after the event.
+    webhook_retry_schedule: str = "5,30,120,600,3600,10800"
+    webhook_retry_for_s: float = Field(default=86_400.0, gt=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    # How often serve and each worker look for attempts that are due.
+    webhook_sweep_s: float = Field(default=5.0, gt=0)
     auth: Literal["auto", "required"] = "auto"
     log_level: str = "INFO"
     # json: one object per line, with image_id (for log pipelines); text: for a terminal.
     log_format: Literal["json", "text"] = "json"
     # In-process worker threads for `imgpipe serve` (libvips releases the GIL while it works).
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)
+    # On-demand render (docs/render.md). Unsigned render URLs only when explicitly enabled.
+    render_unsigned: bool = False
+    # Comma-separated keys still accepted for render signatures after a rotation.
+    signing_keys_previous: SecretStr | None = None
+    # Largest render output, width x height.
+    render_max_pixels: int = Field(default=16_777_216, gt=0)
+    # Cold renders at once per API process (default: the number of cores).
+    render_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)
+    # Watermark PNGs for `wm=NAME` (NAME.png); default DATA_DIR/watermarks.
+    watermarks_dir: Path | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -95,6 +118,26 @@ class Settings(BaseSettings):
             raise ValueError(f"must be sqlite:///PATH or postgresql+psycopg://..., got {value!r}")
         return value
 
+    @field_validator("rate_limit_uploads", "rate_limit_requests")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        Rate.parse(value)
+        return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        parse_schedule(value)
+        return value
+
+    @field_validator("webhook_allow_hosts")
+    @classmethod
+    def _allow_hosts(cls, value: str) -> str:
+        from imgpipe.notify.egress import AllowList
+
+        AllowList.parse(value)
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -112,6 +155,11 @@ class Settings(BaseSettings):
     @property
     def limits(self) -> Limits:
         return Limits(self.max_upload_bytes, self.max_pixels, self.max_frames)
+
+    @property
+    def previous_signing_keys(self) -> tuple[bytes, ...]:
+        raw = self.signing_keys_previous.get_secret_value() if self.signing_keys_previous else ""
+        return tuple(k.strip().encode() for k in raw.split(",") if k.strip())
 
     @property
     def embedded_queue(self) -> bool:

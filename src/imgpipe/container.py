@@ -10,6 +10,7 @@ import contextlib
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +23,15 @@ from imgpipe.config import Settings
 from imgpipe.db.migrate import upgrade
 from imgpipe.db.session import make_engine, make_sessionmaker
 from imgpipe.domain.profiles import ProfileSet
+from imgpipe.domain.ratelimit import InProcessLimiter, Rate, RateLimiter
+from imgpipe.domain.render_options import RenderConfig
+from imgpipe.domain.webhooks import parse_schedule
 from imgpipe.jobs.celery_queue import CeleryQueue, EmbeddedWorker, QueueConfig, make_celery
-from imgpipe.jobs.messages import ProcessImage
-from imgpipe.services.deps import ServiceDeps
+from imgpipe.jobs.messages import DeliverWebhook, ProcessImage
+from imgpipe.notify.egress import AllowList
+from imgpipe.notify.signing import new_secret, secret_key
+from imgpipe.services import webhooks
+from imgpipe.services.deps import AccessSettings, ServiceDeps, WebhookSettings
 from imgpipe.services.process import process_image
 from imgpipe.storage.factory import store_from_url
 
@@ -82,11 +89,27 @@ class Container:
     def embedded_worker(self) -> EmbeddedWorker:
         return EmbeddedWorker(self.celery, self.settings.workers)
 
+    def webhook_sweeper(self) -> webhooks.Sweeper:
+        """The thread that hands out webhook attempts as they fall due (serve, worker)."""
+        return webhooks.Sweeper(self.deps, self.settings.webhook_sweep_s)
+
+    def sweep_when_worker_ready(self) -> None:
+        """A Celery worker sweeps from its main process once its pool is up."""
+        from celery.signals import worker_ready, worker_shutdown
+
+        sweeper = self.webhook_sweeper()
+        worker_ready.connect(lambda **_: sweeper.start(), weak=False)
+        worker_shutdown.connect(lambda **_: sweeper.stop(), weak=False)
+
     def close(self) -> None:
         self.db_engine.dispose()
 
 
-def resolve_secret(configured: SecretStr | None, kept_at: Path) -> bytes:
+def resolve_secret(
+    configured: SecretStr | None,
+    kept_at: Path,
+    generate: Callable[[], str] = lambda: secrets.token_urlsafe(32),
+) -> bytes:
     """The configured secret, else one generated on first start and kept in the data dir.
 
     Written with O_EXCL and mode 0600, so concurrent first starts agree on one secret
@@ -102,7 +125,7 @@ def resolve_secret(configured: SecretStr | None, kept_at: Path) -> bytes:
     except FileExistsError:
         return kept_at.read_bytes().strip()
     with os.fdopen(fd, "wb") as fh:
-        fh.write(secrets.token_urlsafe(32).encode())
+        fh.write(generate().encode())
     return kept_at.read_bytes().strip()
 
 
@@ -119,6 +142,9 @@ def build(settings: Settings) -> Container:
     def handle(message: ProcessImage) -> None:
         process_image(deps_holder[0], message)
 
+    def handle_webhook(message: DeliverWebhook) -> None:
+        webhooks.deliver(deps_holder[0], message)
+
     # Embedded workers share a process with the API; they run niced so requests come first.
     niceness = EMBEDDED_WORKER_NICENESS if settings.embedded_queue else 0
     queue_config = QueueConfig(
@@ -127,16 +153,66 @@ def build(settings: Settings) -> Container:
         process_timeout_s=settings.process_timeout_s,
         max_memory_per_child_mb=settings.worker_max_memory_mb,
     )
-    celery = make_celery(queue_config, handle, niceness)
+    celery = make_celery(queue_config, handle, niceness, handle_webhook)
+    queue = CeleryQueue(celery)
     deps = ServiceDeps(
         sessions=make_sessionmaker(db_engine),
         store=store_from_url(settings.storage_url, settings.s3_endpoint_url),
-        queue=CeleryQueue(celery),
+        queue=queue,
         profiles=profiles,
         limits=settings.limits,
         process_timeout_s=settings.process_timeout_s,
         staging_dir=settings.data_dir / "staging",
         signing_key=resolve_secret(settings.signing_key, settings.data_dir / "signing_key"),
+        render=RenderConfig(
+            previous_keys=settings.previous_signing_keys,
+            allow_unsigned=settings.render_unsigned,
+            max_output_pixels=settings.render_max_pixels,
+            watermarks_dir=settings.watermarks_dir or settings.data_dir / "watermarks",
+            max_in_flight=settings.render_concurrency,
+        ),
+        access=_access(settings),
+        webhooks=_webhooks(settings, queue),
     )
     deps_holder.append(deps)
     return Container(settings, db_engine, celery, deps)
+
+
+def _rate_limiter(settings: Settings) -> RateLimiter:
+    """Redis when API processes can share it; else buckets in this process."""
+    url = settings.rate_limit_redis_url
+    if not url and settings.broker_url.startswith(("redis://", "rediss://")):
+        url = settings.broker_url
+    if url:
+        from imgpipe.ratelimit.redis_bucket import RedisLimiter
+
+        return RedisLimiter(url, settings.queue_name)
+    return InProcessLimiter()
+
+
+def _access(settings: Settings) -> AccessSettings:
+    return AccessSettings(
+        auth_required=settings.auth == "required",
+        upload_rate=Rate.parse(settings.rate_limit_uploads),
+        request_rate=Rate.parse(settings.rate_limit_requests),
+        limiter=_rate_limiter(settings),
+    )
+
+
+def _webhooks(settings: Settings, queue: CeleryQueue) -> WebhookSettings:
+    secret = resolve_secret(
+        settings.webhook_secret, settings.data_dir / "webhook_secret", new_secret
+    )
+    try:
+        key = secret_key(secret.decode())
+    except ValueError as exc:  # the setting is checked here, where the secret is resolved
+        raise ValueError(f"setting IMGPIPE_WEBHOOK_SECRET: {exc}") from None
+    return WebhookSettings(
+        secret_key=key,
+        allow=AllowList.parse(settings.webhook_allow_hosts),
+        schedule_s=parse_schedule(settings.webhook_retry_schedule),
+        retry_for_s=settings.webhook_retry_for_s,
+        timeout_s=settings.webhook_timeout_s,
+        lease_s=max(120.0, settings.webhook_timeout_s * 3),
+        queue=queue,
+    )

@@ -5,7 +5,17 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from imgpipe import __version__
-from imgpipe.api import problems, routes_health, routes_images, routes_ops, routes_uploads
+from imgpipe.api import (
+    auth,
+    problems,
+    routes_admin,
+    routes_health,
+    routes_images,
+    routes_ops,
+    routes_uploads,
+    routes_webhooks,
+)
+from imgpipe.api.routes_render import router as render_router
 from imgpipe.services.deps import ServiceDeps
 
 
@@ -17,9 +27,13 @@ def create_app(deps: ServiceDeps) -> FastAPI:
     )
     app.state.deps = deps
     problems.install(app)
+    auth.install(app, deps)
     app.middleware("http")(routes_ops.time_requests)
     app.include_router(routes_health.router)
     app.include_router(routes_ops.router)
     app.include_router(routes_uploads.router)
     app.include_router(routes_images.router)
+    app.include_router(routes_webhooks.router)
+    app.include_router(routes_admin.router)
+    app.include_router(render_router)
     return app

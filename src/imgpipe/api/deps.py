@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
+from imgpipe.api.auth import current_principal
+from imgpipe.domain.access import SINGLE_USER_OWNER, Principal
 from imgpipe.services.deps import ServiceDeps
 
-SINGLE_USER_OWNER = "default"
+__all__ = ["SINGLE_USER_OWNER", "current_owner", "current_principal", "service_deps"]
 
 
 def service_deps(request: Request) -> ServiceDeps:
@@ -21,7 +24,8 @@ def staging_dir(request: Request) -> Path:
     return path
 
 
-def current_owner(request: Request) -> str:
-    # Single-user mode (SPEC §4): no keys exist and the bind is loopback, so every
-    # request acts for one owner. API keys and owners arrive with their own release.
-    return SINGLE_USER_OWNER
+def current_owner(principal: Annotated[Principal, Depends(current_principal)]) -> str:
+    """The owner the request acts for: its API key's owner, or ``default`` in single-user
+    mode (no key exists and IMGPIPE_AUTH is not required). 401 without a valid key,
+    429 past the key's rate limit (see api/auth.py)."""
+    return principal.owner

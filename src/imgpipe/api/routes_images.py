@@ -8,9 +8,10 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from imgpipe.api.deps import current_owner, service_deps, staging_dir
+from imgpipe.api.deps import current_owner, current_principal, service_deps, staging_dir
 from imgpipe.api.schemas import ImageOut, ImagePageOut, ReprocessIn
 from imgpipe.api.upload import receive_upload
+from imgpipe.domain.access import Principal
 from imgpipe.domain.errors import BadRequest, ImgpipeError
 from imgpipe.services import ingest, manage, queries
 from imgpipe.services.deps import ServiceDeps
@@ -21,6 +22,7 @@ router = APIRouter(prefix="/v1/images", tags=["images"])
 
 Deps = Annotated[ServiceDeps, Depends(service_deps)]
 Owner = Annotated[str, Depends(current_owner)]
+Caller = Annotated[Principal, Depends(current_principal)]
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -40,12 +42,21 @@ _UPLOAD_DOC = {
                 }
             }
         },
-    }
+    },
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "maxLength": 255},
+            "description": "A retry with the same key and body returns the first response.",
+        }
+    ],
 }
 
 
 @router.post("", status_code=202, response_model=ImageOut, openapi_extra=_UPLOAD_DOC)
-async def upload_image(request: Request, deps: Deps, owner: Owner) -> ImageOut:
+async def upload_image(request: Request, deps: Deps, owner: Owner, caller: Caller) -> ImageOut:
     """Upload an image (multipart field ``file``); 202 once the original is durable."""
     try:
         form = await receive_upload(
@@ -63,7 +74,8 @@ async def upload_image(request: Request, deps: Deps, owner: Owner) -> ImageOut:
                 form.staged,
                 owner,
                 profiles,
-                form.fields.get("callback_url") or None,
+                form.fields.get("callback_url") or caller.callback_url,
+                idempotency_key=request.headers.get("idempotency-key"),
             )
         finally:
             form.staged.path.unlink(missing_ok=True)

@@ -15,6 +15,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from imgpipe.cli.keys import keys_app, keys_exist
 from imgpipe.config import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
 
 err = Console(stderr=True)
 
@@ -62,7 +64,16 @@ def _is_loopback(host: str) -> bool:
 
 def _require_safe_bind(host: str, settings: Settings) -> None:
     """SPEC §4: with no API key, only a loopback bind may serve, as single-user mode."""
-    if _is_loopback(host) and settings.auth != "required":
+    if keys_exist(settings):
+        err.print("imgpipe: API keys exist, so every /v1 request needs one.")
+        return
+    if _is_loopback(host) and settings.auth == "required":
+        err.print(
+            "imgpipe: IMGPIPE_AUTH=required and no API key exists yet: every /v1 request "
+            "is refused until `imgpipe keys create --owner NAME` makes one."
+        )
+        return
+    if _is_loopback(host):
         err.print(
             "[bold]imgpipe: single-user mode[/bold] - no API keys exist and the bind is "
             f"loopback ({host}), so every request acts as one owner. Bind another address "
@@ -115,6 +126,8 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     container.clean_staging()
     worker = container.embedded_worker()
     worker.start()
+    sweeper = container.webhook_sweeper()
+    sweeper.start()
     resumed = recover_unfinished(container.deps)
     if resumed:
         err.print(f"imgpipe: resumed {resumed} unfinished image(s) from the database")
@@ -127,6 +140,7 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
             log_level="warning",
         )
     finally:
+        sweeper.stop()
         worker.stop()
         container.close()
 
@@ -191,16 +205,39 @@ def worker(
     container = build(settings)
     _require_current_schema(container)
     container.prepare_prefork()
+    container.sweep_when_worker_ready()
     if metrics_port is not None:
         serve_multiprocess_metrics(metrics_port, metrics_host)
     argv = [
         "worker",
         f"--loglevel={settings.log_level.upper()}",
         f"--concurrency={concurrency or os.cpu_count() or 1}",
-        f"--queues={settings.queue_name}.process",
+        f"--queues={settings.queue_name}.process,{settings.queue_name}.webhooks",
         "--without-mingle",
+        # A node name of its own: on RabbitMQ two workers sharing one (the default,
+        # celery@host) fight over an exclusive control queue and one of them dies.
+        f"--hostname={settings.queue_name}-{os.getpid()}@%h",
     ]
     container.celery.worker_main(argv)
+
+
+@app.command()
+def sign(
+    url: Annotated[str, typer.Argument(metavar="URL-OR-PATH", help="/v1/render/ID?w=...")],
+    expires_in: Annotated[
+        int | None, typer.Option(min=1, help="Valid for this many seconds (sets exp).")
+    ] = None,
+    exp: Annotated[int | None, typer.Option(help="Valid until this Unix time.")] = None,
+) -> None:
+    """Sign an on-demand render URL (options put in canonical order first)."""
+    from imgpipe.cli.sign import signed_url
+    from imgpipe.domain.errors import BadRequest
+
+    try:
+        sys.stdout.write(signed_url(_settings(), url, expires_in, exp) + "\n")
+    except BadRequest as exc:
+        err.print(f"[red]imgpipe sign: {exc.detail}[/red]")
+        raise typer.Exit(2) from None
 
 
 @db_app.command("upgrade")

@@ -16,10 +16,11 @@ from typing import Any
 from celery import Celery
 from kombu.exceptions import ChannelError
 
-from imgpipe.jobs.messages import ProcessImage
-from imgpipe.jobs.queue import ProcessHandler
+from imgpipe.jobs.messages import DeliverWebhook, ProcessImage
+from imgpipe.jobs.queue import ProcessHandler, WebhookHandler
 
 PROCESS_TASK = "imgpipe.process_image"
+WEBHOOK_TASK = "imgpipe.deliver_webhook"
 EMBEDDED_BROKER = "memory://"
 
 
@@ -47,6 +48,7 @@ def celery_settings(config: QueueConfig) -> dict[str, Any]:
         # time limit or a slow job runs twice while the first is still working.
         transport_options["visibility_timeout"] = max(3600, int(config.process_timeout_s * 8))
     process_queue = f"{config.queue_name}.process"
+    webhook_queue = webhook_queue_name(config.queue_name)
     return {
         "broker_url": config.broker_url or EMBEDDED_BROKER,
         "broker_transport_options": transport_options,
@@ -58,7 +60,10 @@ def celery_settings(config: QueueConfig) -> dict[str, Any]:
         # Image work has its own queue, so light tasks (webhooks, later) never wait
         # behind a backlog of decodes; workers can be pointed at either.
         "task_default_queue": process_queue,
-        "task_routes": {PROCESS_TASK: {"queue": process_queue}},
+        "task_routes": {
+            PROCESS_TASK: {"queue": process_queue},
+            WEBHOOK_TASK: {"queue": webhook_queue},
+        },
         # Ack after the work, so a worker that dies mid-job leaves the message queued.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
@@ -77,9 +82,24 @@ def celery_settings(config: QueueConfig) -> dict[str, Any]:
     }
 
 
-def make_celery(config: QueueConfig, handler: ProcessHandler, worker_niceness: int = 0) -> Celery:
+def webhook_queue_name(queue_name: str) -> str:
+    return f"{queue_name}.webhooks"
+
+
+def make_celery(
+    config: QueueConfig,
+    handler: ProcessHandler,
+    worker_niceness: int = 0,
+    webhook_handler: WebhookHandler | None = None,
+) -> Celery:
     app = Celery("imgpipe", set_as_current=False)
     app.conf.update(celery_settings(config))
+
+    if webhook_handler is not None:
+
+        @app.task(name=WEBHOOK_TASK)  # type: ignore[untyped-decorator]
+        def deliver_webhook(event_id: str, attempt: int) -> None:
+            webhook_handler(DeliverWebhook(event_id, attempt))
 
     @app.task(name=PROCESS_TASK)  # type: ignore[untyped-decorator]
     def process_image(image_id: str) -> None:
@@ -96,6 +116,9 @@ class CeleryQueue:
 
     def enqueue(self, message: ProcessImage) -> None:
         self._app.send_task(PROCESS_TASK, args=[message.image_id])
+
+    def enqueue_webhook(self, message: DeliverWebhook) -> None:
+        self._app.send_task(WEBHOOK_TASK, args=[message.event_id, message.attempt])
 
     def check(self) -> None:
         with self._app.connection_for_write() as connection:
@@ -127,7 +150,11 @@ class EmbeddedWorker:
     """
 
     def __init__(self, app: Celery, concurrency: int) -> None:
+        queues = [app.conf.task_default_queue]
+        if WEBHOOK_TASK in app.tasks:
+            queues.append(app.conf.task_routes[WEBHOOK_TASK]["queue"])
         self._controller = app.WorkController(
+            queues=queues,
             pool_cls="threads",
             concurrency=concurrency,
             without_heartbeat=True,

@@ -10,3 +10,11 @@ class ProcessImage:
     """Make every variant of this image that is not done yet."""
 
     image_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverWebhook:
+    """Make attempt number ``attempt`` to deliver this webhook event."""
+
+    event_id: str
+    attempt: int

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from imgpipe.jobs.messages import ProcessImage
+from imgpipe.jobs.messages import DeliverWebhook, ProcessImage
 
 ProcessHandler = Callable[[ProcessImage], None]
+WebhookHandler = Callable[[DeliverWebhook], None]
 
 
 class JobQueue(Protocol):
@@ -19,3 +20,8 @@ class JobQueue(Protocol):
 
     def depth(self) -> int | None:
         """Jobs waiting in the broker, or None where the broker cannot tell."""
+
+
+class WebhookQueue(Protocol):
+    def enqueue_webhook(self, message: DeliverWebhook) -> None:
+        """Hand a delivery attempt to the broker's webhook queue; raise if not taken."""

@@ -2,15 +2,46 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from imgpipe.domain.media import Limits
 from imgpipe.domain.profiles import ProfileSet
-from imgpipe.jobs.queue import JobQueue
+from imgpipe.domain.ratelimit import InProcessLimiter, Rate, RateLimiter
+from imgpipe.domain.render_options import RenderConfig
+from imgpipe.domain.webhooks import DEFAULT_RETRY_FOR_S, DEFAULT_SCHEDULE_S
+from imgpipe.jobs.queue import JobQueue, WebhookQueue
+from imgpipe.notify.egress import AllowList, Resolver, system_resolver
 from imgpipe.storage.base import ObjectStore
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    """API keys and rate limits (SPEC §4)."""
+
+    auth_required: bool = False  # IMGPIPE_AUTH=required, even before any key exists
+    upload_rate: Rate = field(default_factory=lambda: Rate(20, 1.0))
+    request_rate: Rate = field(default_factory=lambda: Rate(200, 1.0))
+    limiter: RateLimiter = field(default_factory=InProcessLimiter)
+    idempotency_ttl_s: float = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Where webhooks may go, how they are signed, and how long they are retried."""
+
+    secret_key: bytes = b""
+    allow: AllowList = field(default_factory=AllowList)
+    resolve: Resolver = system_resolver
+    schedule_s: tuple[float, ...] = DEFAULT_SCHEDULE_S
+    retry_for_s: float = DEFAULT_RETRY_FOR_S
+    timeout_s: float = 10.0
+    # An attempt handed to the queue is the sender's for this long; after it, the sweep
+    # sends it again (a worker died, or the broker lost the message).
+    lease_s: float = 120.0
+    queue: WebhookQueue | None = None
 
 
 @dataclass(frozen=True)
@@ -23,3 +54,6 @@ class ServiceDeps:
     process_timeout_s: float
     staging_dir: Path
     signing_key: bytes
+    access: AccessSettings = field(default_factory=AccessSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    render: RenderConfig = field(default_factory=RenderConfig)

@@ -11,12 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imgpipe.db.schema import ImageRow, VariantRow
+from imgpipe.domain.access import check_idempotency_key
 from imgpipe.domain.ids import new_image_id
 from imgpipe.domain.profiles import Profile
 from imgpipe.domain.states import ImageStatus, VariantStatus
 from imgpipe.engine.probe import probe
 from imgpipe.jobs.messages import ProcessImage
+from imgpipe.services import idempotency, webhooks
 from imgpipe.services.deps import ServiceDeps
+from imgpipe.services.queries import get_image
 from imgpipe.services.views import ImageView, image_view
 from imgpipe.storage import keys
 from imgpipe.telemetry import metrics
@@ -40,9 +43,40 @@ def ingest(
     profile_names: list[str] | None = None,
     callback_url: str | None = None,
     image_id: str | None = None,
+    idempotency_key: str | None = None,
 ) -> ImageView:
-    """Returns the new image once its original is durably stored and verified."""
+    """Returns the new image once its original is durably stored and verified.
+
+    With an ``idempotency_key``, a retry of the same request returns the first image.
+    """
+    if idempotency_key is None:
+        return _ingest(deps, staged, owner, profile_names, callback_url, image_id)
+    key = check_idempotency_key(idempotency_key)
+    digest = idempotency.request_hash(staged.sha256, profile_names, callback_url)
+    first = idempotency.reserve(deps, owner, key, digest)
+    if first is not None:
+        staged.path.unlink(missing_ok=True)
+        return get_image(deps, first, owner)
+    try:
+        view = _ingest(deps, staged, owner, profile_names, callback_url, image_id)
+    except BaseException:
+        idempotency.release(deps, owner, key)
+        raise
+    idempotency.complete(deps, owner, key, view.id, 202)
+    return view
+
+
+def _ingest(
+    deps: ServiceDeps,
+    staged: StagedUpload,
+    owner: str,
+    profile_names: list[str] | None,
+    callback_url: str | None,
+    image_id: str | None,
+) -> ImageView:
     profiles = deps.profiles.select(profile_names)
+    if callback_url is not None:
+        webhooks.check_callback_url(deps, callback_url)
     facts = probe(staged.path, deps.limits)
     key = keys.original(staged.sha256)
     if deps.store.exists(key):

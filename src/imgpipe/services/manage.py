@@ -56,6 +56,7 @@ def delete(deps: ServiceDeps, image_id: str, owner: str) -> None:
         )
     if not still_used:
         deps.store.delete_prefix(keys.variants_prefix(sha256))
+        deps.store.delete_prefix(keys.renders_prefix(sha256))
         deps.store.delete(keys.original(sha256))
 
 

@@ -20,6 +20,7 @@ from imgpipe.engine.deadline import Deadline
 from imgpipe.engine.pipeline import Rendered, RenderOutcome, render_variants
 from imgpipe.engine.probe import probe
 from imgpipe.jobs.messages import ProcessImage
+from imgpipe.services import webhooks
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.storage import keys
 from imgpipe.telemetry import metrics
@@ -59,6 +60,7 @@ def _process(deps: ServiceDeps, image_id: str) -> None:
             outcomes = {name: exc for name in claim.specs}
     stored = _store_variants(deps, claim, outcomes)
     _record(deps, claim, stored, analysis)
+    webhooks.emit_for_image(deps, claim.image_id)
 
 
 def _claim(deps: ServiceDeps, image_id: str) -> _Claim | None:

@@ -17,6 +17,15 @@ def variants_prefix(sha256: str) -> str:
     return f"variants/{sha256[:2]}/{sha256}/"
 
 
+def render(sha256: str, options_digest: str, ext: str) -> str:
+    """A cached on-demand render: original sha256, options digest, negotiated format."""
+    return f"renders/{sha256[:2]}/{sha256}/{options_digest}.{ext}"
+
+
+def renders_prefix(sha256: str) -> str:
+    return f"renders/{sha256[:2]}/{sha256}/"
+
+
 def direct_upload(image_id: str) -> str:
     """Where a client's direct-to-storage upload lands before it is validated."""
     return f"uploads/{image_id}"

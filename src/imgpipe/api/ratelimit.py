@@ -1,0 +1,66 @@
+"""Per-key rate limits: uploads and every other /v1 call count in separate buckets.
+
+The check runs inside the auth dependency (it needs the key); the decision's
+``RateLimit-*`` headers are added to the response by a small middleware, and a refusal
+is a 429 ``rate_limited`` problem with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from imgpipe.api.problems import problem_response
+from imgpipe.domain.access import Principal, RateLimited
+from imgpipe.domain.ratelimit import Rate
+from imgpipe.services.deps import ServiceDeps
+
+_UPLOAD_PATHS = ("/v1/images", "/v1/uploads")
+
+
+def is_upload(request: Request) -> bool:
+    return request.method == "POST" and request.url.path.rstrip("/") in _UPLOAD_PATHS
+
+
+def check(request: Request, deps: ServiceDeps, principal: Principal) -> None:
+    """Take a token from the caller's bucket, or refuse with 429."""
+    access = deps.access
+    kind, rate = (
+        ("uploads", access.upload_rate) if is_upload(request) else ("requests", access.request_rate)
+    )
+    bucket = f"{kind}:{principal.key_id or 'single-user'}"
+    decision = access.limiter.hit(bucket, rate)
+    headers = decision.headers(rate)
+    request.state.ratelimit_headers = headers
+    if not decision.allowed:
+        raise RateLimited(_explain(kind, rate, decision.retry_after_s), headers)
+
+
+def _explain(kind: str, rate: Rate, retry_after: int) -> str:
+    unit = {1.0: "second", 60.0: "minute", 3600.0: "hour"}.get(rate.period_s, "period")
+    return (
+        f"This key may make {rate.tokens} {kind[:-1]} call(s) per {unit}; retry in {retry_after} s."
+    )
+
+
+async def add_headers(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    response = await call_next(request)
+    headers: dict[str, str] | None = getattr(request.state, "ratelimit_headers", None)
+    if headers:
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
+    return response
+
+
+async def _rate_limited(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RateLimited)
+    return problem_response(exc.status, exc.code, exc.title, exc.detail, exc.response_headers)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RateLimited, _rate_limited)
+    app.middleware("http")(add_headers)

@@ -1,0 +1,1 @@
+"""Webhooks out: Standard Webhooks signatures, egress checks, and the HTTP sender."""

@@ -1,0 +1,313 @@
+"""Webhooks: record an event when an image settles, deliver it, retry it, list attempts.
+
+The database is the source of truth. An event row holds the body (fixed when the event
+happens), its status and the time its next attempt is due. Workers send attempts as
+Celery tasks on the light ``<queue>.webhooks`` queue; a sweep (a thread in ``serve`` and
+in every ``imgpipe worker``) hands out every attempt that is due, so a lost message, a
+dead worker or a receiver that was down for hours only delays an event, never loses it.
+An attempt is claimed with a compare-and-set on the attempt number, so two copies of a
+message (or two sweeps) never send the same attempt twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from pydantic import TypeAdapter
+from sqlalchemy import CursorResult, delete, select, update
+
+from imgpipe.db import repo
+from imgpipe.db.schema import IdempotencyRow, WebhookDeliveryRow, WebhookEventRow, utcnow
+from imgpipe.domain.errors import NotFound
+from imgpipe.domain.ids import new_image_id
+from imgpipe.domain.webhooks import EventStatus, event_for_status, next_delay_s
+from imgpipe.jobs.messages import DeliverWebhook
+from imgpipe.notify import signing
+from imgpipe.notify.egress import check_url
+from imgpipe.notify.sender import send
+from imgpipe.services.deps import ServiceDeps
+from imgpipe.services.views import ImageView, image_view
+
+log = logging.getLogger(__name__)
+
+_IMAGE_JSON = TypeAdapter(ImageView)
+SWEEP_BATCH = 200
+
+
+def check_callback_url(deps: ServiceDeps, url: str) -> None:
+    """At upload time: 400 ``bad_callback_url`` unless the URL may receive webhooks."""
+    check_url(url, deps.webhooks.allow, deps.webhooks.resolve)
+
+
+def image_resource(view: ImageView) -> dict[str, Any]:
+    """The image exactly as GET /v1/images/{id} shows it."""
+    data: dict[str, Any] = _IMAGE_JSON.dump_python(view, mode="json")
+    for variant in data["variants"].values():
+        variant.pop("name", None)
+    return data
+
+
+def emit_for_image(deps: ServiceDeps, image_id: str) -> str | None:
+    """After processing: record the image's event if it settled and has a callback URL.
+
+    Returns the event id. Never raises: the image's own outcome is already recorded.
+    """
+    try:
+        return _emit(deps, image_id)
+    except Exception:
+        log.exception("could not record the webhook event", extra={"image_id": image_id})
+        return None
+
+
+def _emit(deps: ServiceDeps, image_id: str) -> str | None:
+    now = utcnow()
+    with deps.sessions.begin() as session:
+        image = repo.get_image_any_owner(session, image_id)
+        if image is None or not image.callback_url:
+            return None
+        event_type = event_for_status(image.status)
+        if event_type is None:
+            return None
+        event_id = "evt_" + new_image_id().removeprefix("img_")
+        body = {
+            "type": event_type.value,
+            "timestamp": now.isoformat().replace("+00:00", "Z"),
+            "data": image_resource(image_view(image)),
+        }
+        session.add(
+            WebhookEventRow(
+                id=event_id,
+                owner=image.owner,
+                image_id=image.id,
+                type=event_type.value,
+                url=image.callback_url,
+                payload=json.dumps(body, separators=(",", ":")),
+                status=EventStatus.PENDING.value,
+                attempts=0,
+                # Handed to the queue now; the sweep takes over if the message is lost.
+                due_at=now + timedelta(seconds=deps.webhooks.lease_s),
+                created_at=now,
+            )
+        )
+    _hand_out(deps, DeliverWebhook(event_id, 1))
+    return event_id
+
+
+def _hand_out(deps: ServiceDeps, message: DeliverWebhook) -> None:
+    queue = deps.webhooks.queue
+    if queue is None:
+        deliver(deps, message)
+        return
+    try:
+        queue.enqueue_webhook(message)
+    except Exception:  # the broker client's own errors; the sweep sends it later
+        log.warning("webhook enqueue failed; the sweep will send it", exc_info=True)
+
+
+def deliver(deps: ServiceDeps, message: DeliverWebhook) -> bool:
+    """Make one attempt (the webhook task). False if another sender already has it."""
+    settings = deps.webhooks
+    now = utcnow()
+    with deps.sessions.begin() as session:
+        claimed = cast(
+            "CursorResult[Any]",
+            session.execute(
+                update(WebhookEventRow)
+                .where(
+                    WebhookEventRow.id == message.event_id,
+                    WebhookEventRow.status == EventStatus.PENDING.value,
+                    WebhookEventRow.attempts == message.attempt - 1,
+                )
+                .values(
+                    attempts=message.attempt,
+                    due_at=now + timedelta(seconds=settings.lease_s),
+                )
+            ),
+        )
+        if claimed.rowcount != 1:
+            return False
+        event = session.get(WebhookEventRow, message.event_id)
+        assert event is not None
+        url, payload, created_at = event.url, event.payload.encode(), event.created_at
+        image_id = event.image_id
+    started = utcnow()
+    headers = signing.headers(
+        settings.secret_key, message.event_id, int(started.timestamp()), payload
+    )
+    attempt = send(url, payload, headers, settings.allow, settings.timeout_s, settings.resolve)
+    finished = utcnow()
+    with deps.sessions.begin() as session:
+        session.add(
+            WebhookDeliveryRow(
+                event_id=message.event_id,
+                image_id=image_id,
+                url=url,
+                attempt=message.attempt,
+                status_code=attempt.status_code,
+                error=attempt.error,
+                duration_ms=attempt.duration_ms,
+                started_at=started,
+                finished_at=finished,
+            )
+        )
+        event = session.get(WebhookEventRow, message.event_id)
+        if event is None:
+            return True
+        if attempt.ok:
+            event.status = EventStatus.DELIVERED.value
+            event.delivered_at = finished
+        else:
+            due = finished + timedelta(seconds=next_delay_s(settings.schedule_s, message.attempt))
+            if due > created_at + timedelta(seconds=settings.retry_for_s):
+                event.status = EventStatus.FAILED.value
+            else:
+                event.due_at = due
+    level = logging.INFO if attempt.ok else logging.WARNING
+    log.log(
+        level,
+        "webhook attempt",
+        extra={
+            "image_id": image_id,
+            "event_id": message.event_id,
+            "attempt": message.attempt,
+            "status_code": attempt.status_code,
+            "error": attempt.error,
+        },
+    )
+    return True
+
+
+def sweep(deps: ServiceDeps, now: datetime | None = None) -> int:
+    """Hand out every attempt that is due; forget expired idempotency keys."""
+    now = now or utcnow()
+    lease = timedelta(seconds=deps.webhooks.lease_s)
+    with deps.sessions() as session:
+        due = session.execute(
+            select(WebhookEventRow.id, WebhookEventRow.attempts)
+            .where(
+                WebhookEventRow.status == EventStatus.PENDING.value,
+                WebhookEventRow.due_at <= now,
+            )
+            .order_by(WebhookEventRow.due_at)
+            .limit(SWEEP_BATCH)
+        ).all()
+    handed = 0
+    for event_id, attempts in due:
+        with deps.sessions.begin() as session:
+            claimed = cast(
+                "CursorResult[Any]",
+                session.execute(
+                    update(WebhookEventRow)
+                    .where(
+                        WebhookEventRow.id == event_id,
+                        WebhookEventRow.status == EventStatus.PENDING.value,
+                        WebhookEventRow.attempts == attempts,
+                        WebhookEventRow.due_at <= now,
+                    )
+                    .values(due_at=now + lease)
+                ),
+            )
+        if claimed.rowcount == 1:
+            _hand_out(deps, DeliverWebhook(event_id, attempts + 1))
+            handed += 1
+    cutoff = now - timedelta(seconds=deps.access.idempotency_ttl_s)
+    with deps.sessions.begin() as session:
+        session.execute(delete(IdempotencyRow).where(IdempotencyRow.created_at < cutoff))
+    return handed
+
+
+@dataclass
+class Sweeper:
+    """A daemon thread that sweeps every ``interval_s`` until stopped."""
+
+    deps: ServiceDeps
+    interval_s: float
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="imgpipe-webhooks", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                sweep(self.deps)
+            except Exception:  # a database blip: try again next round
+                log.warning("webhook sweep failed", exc_info=True)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryView:
+    attempt: int
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    started_at: datetime
+    finished_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EventView:
+    id: str
+    type: str
+    url: str
+    status: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    deliveries: list[DeliveryView]
+
+
+def list_for_image(deps: ServiceDeps, image_id: str, owner: str) -> list[EventView]:
+    """The image's events, oldest first, each with every attempt made."""
+    with deps.sessions() as session:
+        events = session.scalars(
+            select(WebhookEventRow)
+            .where(WebhookEventRow.image_id == image_id, WebhookEventRow.owner == owner)
+            .order_by(WebhookEventRow.created_at, WebhookEventRow.id)
+        ).all()
+        if not events and repo.get_image(session, image_id, owner) is None:
+            raise NotFound(f"No image {image_id}.")
+        attempts = session.scalars(
+            select(WebhookDeliveryRow)
+            .where(WebhookDeliveryRow.event_id.in_([e.id for e in events]))
+            .order_by(WebhookDeliveryRow.id)
+        ).all()
+    by_event: dict[str, list[DeliveryView]] = {}
+    for row in attempts:
+        by_event.setdefault(row.event_id, []).append(
+            DeliveryView(
+                row.attempt,
+                row.status_code,
+                row.error,
+                row.duration_ms,
+                row.started_at,
+                row.finished_at,
+            )
+        )
+    return [
+        EventView(
+            id=e.id,
+            type=e.type,
+            url=e.url,
+            status=e.status,
+            attempts=e.attempts,
+            created_at=e.created_at,
+            next_attempt_at=e.due_at if e.status == EventStatus.PENDING.value else None,
+            delivered_at=e.delivered_at,
+            deliveries=by_event.get(e.id, []),
+        )
+        for e in events
+    ]

@@ -1,0 +1,180 @@
+"""The render pipeline on generated images: geometry, each step, formats, determinism."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import pytest
+from PIL import Image
+
+from imgpipe.domain.media import ImageFormat, Limits
+from imgpipe.domain.render_options import RenderOptions, parse_options
+from imgpipe.engine import faces
+from imgpipe.engine.probe import probe
+from imgpipe.engine.render import RenderedImage, plan_render, render
+
+LIMITS = Limits(max_upload_bytes=50 << 20, max_pixels=268_435_456, max_frames=500)
+RED, GREEN, BLUE, YELLOW = (220, 30, 30), (30, 200, 40), (30, 40, 220), (240, 220, 30)
+
+
+def opts(query: str) -> RenderOptions:
+    return parse_options(parse_qsl(query))
+
+
+def quadrants(tmp_path: Path, size: tuple[int, int] = (800, 600)) -> Path:
+    """Red, green / blue, yellow quadrants: orientation is visible after any transform."""
+    width, height = size
+    image = Image.new("RGB", size)
+    for box, colour in (
+        ((0, 0, width // 2, height // 2), RED),
+        ((width // 2, 0, width, height // 2), GREEN),
+        ((0, height // 2, width // 2, height), BLUE),
+        ((width // 2, height // 2, width, height), YELLOW),
+    ):
+        image.paste(colour, box)
+    path = tmp_path / "quadrants.png"
+    image.save(path)
+    return path
+
+
+def run(path: Path, query: str, fmt: ImageFormat | None = ImageFormat.PNG) -> RenderedImage:
+    return render(path, probe(path, LIMITS), opts(query), fmt)
+
+
+def pixels(result: RenderedImage) -> Image.Image:
+    return Image.open(io.BytesIO(result.data)).convert("RGBA")
+
+
+def near(actual: tuple[int, ...], expected: tuple[int, ...], tolerance: int = 12) -> bool:
+    return all(abs(a - e) <= tolerance for a, e in zip(actual, expected, strict=False))
+
+
+@pytest.mark.parametrize(
+    ("query", "resized", "output"),
+    [
+        ("", (800, 600), (800, 600)),
+        ("w=400", (400, 300), (400, 300)),
+        ("h=150", (200, 150), (200, 150)),
+        ("w=400&h=400", (400, 300), (400, 300)),  # inside, the default
+        ("w=400&h=400&fit=cover", (533, 400), (400, 400)),
+        ("w=400&h=400&fit=contain", (400, 300), (400, 400)),
+        ("w=300&h=500&fit=fill", (300, 500), (300, 500)),
+        ("w=2000&h=2000&fit=cover", (800, 600), (800, 600)),  # never enlarged by a fit
+        ("w=300&rotate=90", (300, 400), (300, 400)),
+    ],
+)
+def test_geometry_is_planned_from_header_facts(
+    query: str, resized: tuple[int, int], output: tuple[int, int]
+) -> None:
+    geometry = plan_render((800, 600), opts(query))
+    assert geometry.resized == resized
+    assert geometry.output == output
+
+
+def test_sizes_match_the_plan(tmp_path: Path) -> None:
+    path = quadrants(tmp_path)
+    for query in ("w=400&h=400&fit=cover", "w=400&h=400&fit=contain", "w=300&h=500&fit=fill"):
+        result = run(path, query)
+        assert (result.width, result.height) == plan_render((800, 600), opts(query)).output
+        assert pixels(result).size == (result.width, result.height)
+
+
+def test_rotate_and_flip_move_the_quadrants(tmp_path: Path) -> None:
+    path = quadrants(tmp_path)
+    rotated = pixels(run(path, "w=400&rotate=90"))  # clockwise: blue comes to the top left
+    assert rotated.size == (400, 533) or rotated.size == (400, 534)
+    assert near(rotated.getpixel((20, 20)), BLUE)
+    flipped = pixels(run(path, "w=400&flip=h"))
+    assert near(flipped.getpixel((20, 20)), GREEN)
+    both = pixels(run(path, "w=400&flip=hv"))
+    assert near(both.getpixel((20, 20)), YELLOW)
+
+
+def test_focal_point_and_centre_crops(tmp_path: Path) -> None:
+    path = quadrants(tmp_path)
+    left = run(path, "w=200&h=300&fit=cover&fp=0,0.5")
+    assert left.crop_window == (0, 0, 200, 300)
+    assert near(pixels(left).getpixel((100, 50)), RED)
+    right = run(path, "w=200&h=300&fit=cover&fp=1,0.5")
+    assert near(pixels(right).getpixel((100, 50)), GREEN)
+    centre = run(path, "w=200&h=300&fit=cover")
+    assert centre.crop_window == (100, 0, 200, 300)
+
+
+def test_face_crop_without_a_face_falls_back_to_attention(tmp_path: Path) -> None:
+    path = quadrants(tmp_path)
+    face = run(path, "w=200&h=200&fit=cover&crop=face")
+    attention = run(path, "w=200&h=200&fit=cover&crop=attention")
+    assert face.faces == ()
+    assert face.data == attention.data
+
+
+def test_face_window_keeps_every_face_when_they_fit() -> None:
+    boxes = [(600, 100, 80, 80), (700, 300, 60, 60)]
+    left, top = faces.window_around(boxes, (1000, 800), (400, 400))
+    for x, y, w, h in boxes:
+        assert left <= x and x + w <= left + 400 and top <= y and y + h <= top + 400
+    # Too far apart for the window: the largest face is kept whole.
+    apart = [(10, 10, 100, 100), (900, 700, 50, 50)]
+    left, top = faces.window_around(apart, (1000, 800), (300, 300))
+    assert left <= 10 and left + 300 >= 110 and top <= 10
+
+
+def test_filters_change_pixels_and_gray_has_no_colour(tmp_path: Path) -> None:
+    path = quadrants(tmp_path)
+    plain = pixels(run(path, "w=200"))
+    grey = pixels(run(path, "w=200&gray=1"))
+    r, g, b, _ = grey.getpixel((20, 20))
+    assert abs(r - g) <= 2 and abs(g - b) <= 2
+    brighter = pixels(run(path, "w=200&bri=50"))
+    assert sum(brighter.getpixel((20, 20))[:3]) > sum(plain.getpixel((20, 20))[:3]) + 100
+    flat = pixels(run(path, "w=200&con=-100"))
+    assert near(flat.getpixel((20, 20)), (128, 128, 128, 255), 2)
+    blurred = pixels(run(path, "w=200&blur=5"))
+    assert blurred.getpixel((100, 75)) != plain.getpixel((100, 75))  # the quadrant edges
+    assert run(path, "w=200&sharpen=1").data != run(path, "w=200").data
+
+
+def test_contain_pads_with_white_or_transparency(tmp_path: Path) -> None:
+    path = quadrants(tmp_path)
+    padded = pixels(run(path, "w=400&h=400&fit=contain"))
+    assert near(padded.getpixel((200, 5)), (255, 255, 255, 255), 0)
+    rgba = tmp_path / "alpha.png"
+    Image.new("RGBA", (400, 300), (10, 20, 30, 255)).save(rgba)
+    clear = pixels(render(rgba, probe(rgba, LIMITS), opts("w=400&h=400&fit=contain"), None))
+    assert clear.getpixel((200, 5))[3] == 0
+
+
+def test_legacy_format_is_png_only_where_alpha_matters(tmp_path: Path) -> None:
+    opaque = tmp_path / "opaque.png"
+    Image.new("RGBA", (100, 100), (10, 20, 30, 255)).save(opaque)
+    assert render(opaque, probe(opaque, LIMITS), opts("w=50"), None).format is ImageFormat.JPEG
+    clear = tmp_path / "clear.png"
+    Image.new("RGBA", (100, 100), (10, 20, 30, 100)).save(clear)
+    assert render(clear, probe(clear, LIMITS), opts("w=50"), None).format is ImageFormat.PNG
+
+
+def test_watermark_is_placed_scaled_and_blended(tmp_path: Path) -> None:
+    path = quadrants(tmp_path)
+    mark = tmp_path / "logo.png"
+    Image.new("RGBA", (400, 400), (255, 255, 255, 255)).save(mark)
+    result = render(path, probe(path, LIMITS), opts("w=400&wm=logo,se,1"), ImageFormat.PNG, mark)
+    out = pixels(result)  # 400x300: the mark fits 25% of it (75x75) with an 8 px margin
+    assert near(out.getpixel((400 - 8 - 30, 300 - 8 - 30)), (255, 255, 255, 255), 2)
+    assert near(out.getpixel((400 - 8 - 80, 300 - 8 - 30)), YELLOW)
+    half = render(path, probe(path, LIMITS), opts("w=400&wm=logo,nw,0.5"), ImageFormat.PNG, mark)
+    r, g, b, _ = pixels(half).getpixel((40, 40))
+    assert near((r, g, b), ((220 + 255) // 2, (30 + 255) // 2, (30 + 255) // 2), 6)
+
+
+@pytest.mark.parametrize("fmt", [ImageFormat.WEBP, ImageFormat.AVIF, ImageFormat.JPEG])
+def test_output_is_deterministic_and_metadata_free(tmp_path: Path, fmt: ImageFormat) -> None:
+    path = quadrants(tmp_path, (640, 480))
+    first = run(path, "w=200&h=200&fit=cover&crop=entropy&sharpen=1", fmt)
+    second = run(path, "w=200&h=200&fit=cover&crop=entropy&sharpen=1", fmt)
+    assert first.data == second.data
+    decoded = Image.open(io.BytesIO(first.data))
+    assert decoded.format == {"webp": "WEBP", "avif": "AVIF", "jpeg": "JPEG"}[fmt.value]
+    assert not decoded.info.get("exif")
