@@ -28,7 +28,7 @@ def create_app(deps: ServiceDeps) -> FastAPI:
     app.state.deps = deps
     problems.install(app)
     auth.install(app, deps)
-    app.middleware("http")(routes_ops.time_requests)
+    app.add_middleware(routes_ops.RequestTiming)
     app.include_router(routes_health.router)
     app.include_router(routes_ops.router)
     app.include_router(routes_uploads.router)

@@ -8,9 +8,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from imgpipe.domain.errors import ImgpipeError
+from imgpipe.domain.errors import DatabaseUnavailable, ImgpipeError
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,17 @@ async def _imgpipe_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.status, exc.code, exc.title, exc.detail, headers)
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """Database trouble the db layer did not already name (a pool checkout timing out, a
+    lock wait, an operational error on a live connection): 503 with Retry-After, never 500.
+    """
+    error = DatabaseUnavailable()
+    log.error("database error: %s", type(exc).__name__, exc_info=exc)
+    return problem_response(
+        error.status, error.code, error.title, error.detail, {"Retry-After": "5"}
+    )
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
@@ -81,6 +94,8 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ImgpipeError, _imgpipe_error)
+    for database_error in (OperationalError, InterfaceError, PoolTimeout):
+        app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -7,10 +7,10 @@ is a 429 ``rate_limited`` problem with ``Retry-After``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imgpipe.api.problems import problem_response
 from imgpipe.domain.access import Principal, RateLimited
@@ -45,15 +45,29 @@ def _explain(kind: str, rate: Rate, retry_after: int) -> str:
     )
 
 
-async def add_headers(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    response = await call_next(request)
-    headers: dict[str, str] | None = getattr(request.state, "ratelimit_headers", None)
-    if headers:
-        for name, value in headers.items():
-            response.headers.setdefault(name, value)
-    return response
+class RateLimitHeaders:
+    """Pure ASGI middleware adding the RateLimit-* headers the auth dependency computed
+    (kept in the request's state) to whatever response the route gives."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def add_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state = scope.get("state") or {}
+                headers: dict[str, str] | None = state.get("ratelimit_headers")
+                if headers:
+                    mutable = MutableHeaders(scope=message)
+                    for name, value in headers.items():
+                        mutable.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, add_headers)
 
 
 async def _rate_limited(request: Request, exc: Exception) -> JSONResponse:
@@ -63,4 +77,4 @@ async def _rate_limited(request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RateLimited, _rate_limited)
-    app.middleware("http")(add_headers)
+    app.add_middleware(RateLimitHeaders)

@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from imgpipe.api.deps import current_owner, service_deps, staging_dir
+from imgpipe.api.deps import current_owner, current_principal, service_deps, staging_dir
 from imgpipe.api.schemas import ImageOut
 from imgpipe.api.upload import receive_body
+from imgpipe.domain.access import Principal
 from imgpipe.services import direct
 from imgpipe.services.deps import ServiceDeps
 
@@ -19,6 +20,7 @@ router = APIRouter(tags=["uploads"])
 
 Deps = Annotated[ServiceDeps, Depends(service_deps)]
 Owner = Annotated[str, Depends(current_owner)]
+Caller = Annotated[Principal, Depends(current_principal)]
 
 
 class UploadIn(BaseModel):
@@ -80,6 +82,9 @@ async def receive_upload_content(
 
 
 @router.post("/v1/images/{image_id}/complete", status_code=202, response_model=ImageOut)
-def complete_upload(image_id: str, deps: Deps, owner: Owner) -> ImageOut:
-    """Validate the uploaded bytes like any upload, store the original, enqueue."""
-    return ImageOut.of(direct.complete(deps, image_id, owner))
+def complete_upload(image_id: str, deps: Deps, caller: Caller) -> ImageOut:
+    """Validate the uploaded bytes like any upload, store the original, enqueue.
+
+    Webhooks for a direct upload go to the key's default callback URL."""
+    view = direct.complete(deps, image_id, caller.owner, caller.callback_url)
+    return ImageOut.of(view)

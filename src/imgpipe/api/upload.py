@@ -8,6 +8,8 @@ MAX_UPLOAD_BYTES the request is refused with 413 and the partial file is removed
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -19,7 +21,7 @@ from typing import IO
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from imgpipe.domain.errors import BadRequest, TooLarge
+from imgpipe.domain.errors import BadRequest, InsufficientStorage, TooLarge
 from imgpipe.services.ingest import StagedUpload
 
 # Small text fields (profiles, callback_url) are kept in memory up to this size each.
@@ -105,7 +107,8 @@ class _PartCollector:
 
     def discard(self) -> None:
         if self._fh is not None:
-            self._fh.close()
+            with contextlib.suppress(OSError):  # flushing may fail again on a full disk
+                self._fh.close()
             self._fh = None
         if self.file_path is not None:
             self.file_path.unlink(missing_ok=True)
@@ -153,6 +156,11 @@ async def receive_upload(
     except MultipartParseError as exc:
         collector.discard()
         raise BadRequest(f"The multipart body is malformed: {exc}.") from exc
+    except OSError as exc:
+        collector.discard()
+        if _disk_full(exc):
+            raise _no_space() from exc
+        raise
     except BaseException:
         collector.discard()
         raise
@@ -185,7 +193,21 @@ async def receive_body(
                     raise TooLarge(f"The upload is larger than the limit of {max_bytes} bytes.")
                 digest.update(chunk)
                 out.write(chunk)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        if _disk_full(exc):
+            raise _no_space() from exc
+        raise
     except BaseException:
         path.unlink(missing_ok=True)
         raise
     return StagedUpload(path, size, digest.hexdigest())
+
+
+def _disk_full(exc: OSError) -> bool:
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _no_space() -> InsufficientStorage:
+    """A full staging volume is 507 ``insufficient_storage``, like a full store."""
+    return InsufficientStorage("No space left to receive the upload; try again later.")

@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from imgpipe.domain.errors import DatabaseUnavailable
 
 
 def make_engine(url: str) -> Engine:
@@ -13,8 +17,30 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    event.listen(engine, "handle_error", _connection_errors)
+    return engine
+
+
+def _connection_errors(context: ExceptionContext) -> BaseException | None:
+    """A database that cannot be reached becomes DatabaseUnavailable (503, retryable).
+
+    The one place this translation happens: the API answers 503 ``database_unavailable``
+    with Retry-After, and callers see a typed, retryable error instead of a driver's.
+    Only connection trouble is translated (no connection could be made, or the one in use
+    was lost); a failing statement on a live connection keeps SQLAlchemy's own error.
+    """
+    if context.is_pre_ping:
+        return None  # the pool reconnects on its own, and reports only if that fails
+    lost = context.is_disconnect
+    connecting = context.connection is None and isinstance(
+        context.sqlalchemy_exception, OperationalError | InterfaceError
+    )
+    if not (lost or connecting):
+        return None
+    # The driver's message (host, port) stays in the logs, chained as the cause.
+    return DatabaseUnavailable("The database cannot be reached right now; try again shortly.")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -128,6 +128,15 @@ class ChecksumMismatch(ImgpipeError):
     retryable = True
 
 
+class DatabaseUnavailable(ImgpipeError):
+    """The database cannot be reached (refused, reset, timed out): nothing was recorded."""
+
+    code = "database_unavailable"
+    status = 503
+    title = "The database is unavailable"
+    retryable = True
+
+
 class EngineFailure(ImgpipeError):
     """libvips failed for a reason we could not attribute to the input."""
 

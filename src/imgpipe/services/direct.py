@@ -119,7 +119,9 @@ def receive(deps: ServiceDeps, image_id: str, staged: ingest.StagedUpload) -> No
     deps.store.put_file(key, staged.path, staged.sha256)
 
 
-def complete(deps: ServiceDeps, image_id: str, owner: str) -> ImageView:
+def complete(
+    deps: ServiceDeps, image_id: str, owner: str, callback_url: str | None = None
+) -> ImageView:
     """Validate what arrived and accept it as the image; repeating it is harmless."""
     with deps.sessions() as session:
         row = session.get(UploadRow, image_id)
@@ -136,7 +138,7 @@ def complete(deps: ServiceDeps, image_id: str, owner: str) -> ImageView:
         raise TooLarge(f"The uploaded file is over the limit of {limit} bytes.")
     staged = _stage_copy(deps, key)
     try:
-        view = ingest.ingest(deps, staged, owner, image_id=image_id)
+        view = ingest.ingest(deps, staged, owner, callback_url=callback_url, image_id=image_id)
     except ImgpipeError as exc:
         staged.path.unlink(missing_ok=True)
         if not exc.retryable:  # refused for its content: nothing there is worth keeping
