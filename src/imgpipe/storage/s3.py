@@ -31,6 +31,7 @@ from typing import Any, TypedDict
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, FlexibleChecksumError
+from botocore.handlers import add_expect_header
 
 from imgpipe.domain.errors import (
     ChecksumMismatch,
@@ -120,9 +121,15 @@ class S3Store:
                     # come from the usual chain (AWS_* environment, shared config files,
                     # instance roles).
                     session = boto3.session.Session()
-                    self._client_instance = session.client(
+                    client = session.client(
                         "s3", endpoint_url=self._endpoint_url, config=self._config
                     )
+                    # botocore asks for `Expect: 100-continue` on uploads; a connection
+                    # dropped right after the interim 100 answer makes it spin forever
+                    # (botocore 1.44, reproduced by tests/faults). Sending the body at once
+                    # costs one wasted transfer on a refusal, never a hung worker.
+                    client.meta.events.unregister("before-call.s3", add_expect_header)
+                    self._client_instance = client
                     self._client_pid = os.getpid()
         return self._client_instance
 

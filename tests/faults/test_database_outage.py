@@ -1,0 +1,108 @@
+"""PostgreSQL unreachable for a window, through a proxy the test controls.
+
+During the outage the API answers 503 ``database_unavailable`` with Retry-After (never a
+500) and /readyz names the database; once it is back, uploads are accepted again and every
+accepted image completes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from faults.conftest import poll
+from faults.proxy import Fault, FaultProxy
+from imgpipe.db.session import make_engine
+from imgpipe.domain.errors import DatabaseUnavailable
+from integration.conftest import (
+    ImgpipeServer,
+    assert_done,
+    assert_problem,
+    upload,
+    upload_ok,
+    wait_done,
+)
+from integration.images import unique_png
+
+OUTAGE_S = 6.0
+
+
+def test_api_answers_503_while_postgres_is_unreachable_and_recovers(
+    scaled_stack: Callable[[dict[str, str]], ImgpipeServer], pg_proxy: FaultProxy
+) -> None:
+    server = scaled_stack({})
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        before = wait_done(client, upload_ok(client, unique_png(1), "before.png")["id"])
+        assert_done(before)
+
+        pg_proxy.set(Fault.REFUSE)  # connects refused, live connections reset
+        statuses: Counter[int] = Counter()
+        slowest = 0.0
+        started = time.monotonic()
+        seed = 100
+        while time.monotonic() - started < OUTAGE_S:
+            seed += 1
+            for send in (
+                partial(upload, client, unique_png(seed), "during.png"),
+                partial(client.get, f"/v1/images/{before['id']}"),
+                partial(client.get, "/v1/images"),
+            ):
+                sent = time.monotonic()
+                response = send()
+                slowest = max(slowest, time.monotonic() - sent)
+                statuses[response.status_code] += 1
+                assert_problem(response, 503, "database_unavailable")
+                assert int(response.headers["retry-after"]) > 0
+        ready = client.get("/readyz")
+        assert ready.status_code == 503, ready.text
+        assert ready.json()["checks"]["database"].startswith("error"), ready.text
+        assert ready.json()["checks"]["storage"] == "ok", ready.text
+        assert set(statuses) == {503}, statuses
+        # Refused connections fail fast: no request waits on a dead database.
+        assert slowest < 5.0, f"slowest answer during the outage took {slowest:.2f}s"
+
+        pg_proxy.set(Fault.PASS)
+        back = time.monotonic()
+        poll("/readyz after the outage", lambda: client.get("/readyz").status_code == 200)
+        recovered_s = time.monotonic() - back
+        after = [upload_ok(client, unique_png(1000 + i), f"after-{i}.png") for i in range(5)]
+        for image in after:
+            assert_done(wait_done(client, image["id"], timeout=90))
+        # The image finished before the outage is untouched.
+        assert client.get(f"/v1/images/{before['id']}").json()["status"] == "done"
+    print(
+        f"\nFIGURES database outage: {sum(statuses.values())} requests in {OUTAGE_S:.0f}s, "
+        f"all 503 database_unavailable, slowest {slowest * 1000:.0f} ms; "
+        f"ready {recovered_s:.2f}s after the database came back; 5/5 uploads after it done"
+    )
+
+
+def test_only_connection_trouble_becomes_database_unavailable(
+    tmp_path: Path, pg_proxy: FaultProxy
+) -> None:
+    """No connection, or a lost one: DatabaseUnavailable. A bad statement: SQLAlchemy's."""
+    unreachable = make_engine(f"sqlite:///{tmp_path / 'no-such-dir' / 'db.sqlite'}")
+    with pytest.raises(DatabaseUnavailable) as refused:
+        unreachable.connect()
+    assert refused.value.retryable and refused.value.status == 503
+    unreachable.dispose()
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with engine.connect() as connection, pytest.raises(OperationalError):
+        connection.exec_driver_sql("SELECT * FROM no_such_table")
+    engine.dispose()
+
+    pg_proxy.set(Fault.REFUSE)
+    postgres = make_engine(f"postgresql+psycopg://postgres@{pg_proxy.address}/postgres")
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            postgres.connect()
+    finally:
+        postgres.dispose()
