@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from imgpipe import engine as image_engine
 from imgpipe.config import Settings
 from imgpipe.db.migrate import upgrade
-from imgpipe.db.session import make_engine, make_sessionmaker
+from imgpipe.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
 from imgpipe.domain.profiles import ProfileSet
 from imgpipe.domain.ratelimit import InProcessLimiter, Rate, RateLimiter
 from imgpipe.domain.render_options import RenderConfig
@@ -157,6 +157,7 @@ def build(settings: Settings) -> Container:
     queue = CeleryQueue(celery)
     deps = ServiceDeps(
         sessions=make_sessionmaker(db_engine),
+        read_sessions=make_read_sessionmaker(db_engine),
         store=store_from_url(settings.storage_url, settings.s3_endpoint_url),
         queue=queue,
         profiles=profiles,

@@ -16,7 +16,7 @@ from sqlalchemy import update
 
 from imgpipe.db.migrate import upgrade
 from imgpipe.db.schema import ImageRow, VariantRow, WebhookEventRow, utcnow
-from imgpipe.db.session import make_engine, make_sessionmaker
+from imgpipe.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
 from imgpipe.domain.errors import NotFound
 from imgpipe.domain.media import Limits
 from imgpipe.domain.profiles import ProfileSet
@@ -61,6 +61,7 @@ def deps(tmp_path: Path) -> Iterator[ServiceDeps]:
     upgrade(engine)
     yield ServiceDeps(
         sessions=make_sessionmaker(engine),
+        read_sessions=make_read_sessionmaker(engine),
         store=None,  # type: ignore[arg-type]
         queue=None,  # type: ignore[arg-type]
         profiles=ProfileSet.builtin(),

@@ -57,6 +57,6 @@ async def _unauthorized(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI, deps: ServiceDeps) -> None:
-    app.state.authenticator = Authenticator(deps.sessions, deps.access.auth_required)
+    app.state.authenticator = Authenticator(deps.read_sessions, deps.access.auth_required)
     app.add_exception_handler(Unauthorized, _unauthorized)
     ratelimit.install(app)

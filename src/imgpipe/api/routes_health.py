@@ -24,7 +24,7 @@ def readyz(request: Request) -> JSONResponse:
     deps = request.app.state.deps
     checks: dict[str, str] = {}
     try:
-        with deps.sessions() as session:
+        with deps.read_sessions() as session:
             session.execute(text("SELECT 1"))
         checks["database"] = "ok"
     except Exception as exc:  # any driver error means "not ready"

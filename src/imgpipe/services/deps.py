@@ -46,7 +46,8 @@ class WebhookSettings:
 
 @dataclass(frozen=True)
 class ServiceDeps:
-    sessions: sessionmaker[Session]
+    sessions: sessionmaker[Session]  # for work that writes: `with sessions.begin()`
+    read_sessions: sessionmaker[Session]  # for queries that only read
     store: ObjectStore
     queue: JobQueue
     profiles: ProfileSet

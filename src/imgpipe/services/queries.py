@@ -23,7 +23,7 @@ class StoredObject:
 
 
 def get_image(deps: ServiceDeps, image_id: str, owner: str) -> ImageView:
-    with deps.sessions() as session:
+    with deps.read_sessions() as session:
         image = repo.get_image(session, image_id, owner)
         if image is None:
             raise NotFound(f"No image {image_id}.")
@@ -31,7 +31,7 @@ def get_image(deps: ServiceDeps, image_id: str, owner: str) -> ImageView:
 
 
 def list_images(deps: ServiceDeps, owner: str, limit: int, cursor: str | None) -> ImagePage:
-    with deps.sessions() as session:
+    with deps.read_sessions() as session:
         rows = repo.list_images(session, owner, limit + 1, cursor)
         items = [image_view(r) for r in rows[:limit]]
     next_cursor = items[-1].id if len(rows) > limit else None
@@ -39,7 +39,7 @@ def list_images(deps: ServiceDeps, owner: str, limit: int, cursor: str | None) -
 
 
 def open_variant(deps: ServiceDeps, image_id: str, owner: str, name: str) -> StoredObject:
-    with deps.sessions() as session:
+    with deps.read_sessions() as session:
         image = repo.get_image(session, image_id, owner)
         if image is None:
             raise NotFound(f"No image {image_id}.")
@@ -57,7 +57,7 @@ def open_variant(deps: ServiceDeps, image_id: str, owner: str, name: str) -> Sto
 
 
 def open_original(deps: ServiceDeps, image_id: str, owner: str) -> StoredObject:
-    with deps.sessions() as session:
+    with deps.read_sessions() as session:
         image = repo.get_image(session, image_id, owner)
         if image is None:
             raise NotFound(f"No image {image_id}.")
@@ -67,5 +67,5 @@ def open_original(deps: ServiceDeps, image_id: str, owner: str) -> StoredObject:
 
 
 def count_unfinished(deps: ServiceDeps) -> int:
-    with deps.sessions() as session:
+    with deps.read_sessions() as session:
         return repo.count_unfinished(session)

@@ -152,7 +152,7 @@ def _renderable_sha(deps: ServiceDeps, image_id: str, owner: str | None) -> str:
     query = select(ImageRow.sha256, ImageRow.status).where(ImageRow.id == image_id)
     if owner is not None:
         query = query.where(ImageRow.owner == owner)
-    with deps.sessions() as session:
+    with deps.read_sessions() as session:
         row = session.execute(query).first()
     if row is None or row.status == ImageStatus.FAILED.value:
         raise NotFound(f"No image {image_id}.")
