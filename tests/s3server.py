@@ -131,3 +131,12 @@ def seed_objects(bucket: str, names: Iterable[str], data: bytes) -> None:
     backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
     for name in names:
         backend.put_object(bucket, name, data)
+
+
+def use_aws_test_env(monkeypatch: Any) -> None:
+    """Dummy credentials for boto3's default chain in this process, for one test; a
+    developer's own profile, token or endpoint is removed so no request can leave."""
+    for name in AWS_TEST_UNSET:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in AWS_TEST_ENV.items():
+        monkeypatch.setenv(name, value)

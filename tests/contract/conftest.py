@@ -9,7 +9,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from s3server import AWS_TEST_ENV, AWS_TEST_UNSET, running_s3_server
+from s3server import running_s3_server, use_aws_test_env
 
 
 @pytest.fixture(scope="session")
@@ -22,10 +22,7 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture
 def aws_test_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Dummy credentials for boto3's default chain, for this test only."""
-    for name in AWS_TEST_UNSET:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in AWS_TEST_ENV.items():
-        monkeypatch.setenv(name, value)
+    use_aws_test_env(monkeypatch)
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ from integration.conftest import (
     wait_done,
 )
 from integration.images import noisy
-from s3server import AWS_TEST_ENV, AWS_TEST_UNSET, running_s3_server
+from s3server import AWS_TEST_ENV, running_s3_server, use_aws_test_env
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +52,7 @@ def s3_endpoint() -> Iterator[str]:
 
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in AWS_TEST_UNSET:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in AWS_TEST_ENV.items():
-        monkeypatch.setenv(name, value)
+    use_aws_test_env(monkeypatch)
 
 
 def direct_client(endpoint: str) -> object:
