@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from imgpipe.domain.errors import Forbidden
+from imgpipe.domain.errors import BadSignature
 from imgpipe.domain.render_options import RenderConfig, parse_options
 from imgpipe.services import render
 
@@ -22,12 +22,12 @@ def request(pairs: list[tuple[str, str]]) -> render.RenderRequest:
 
 def test_unsigned_urls_are_refused_unless_explicitly_enabled() -> None:
     pairs = [("h", "10"), ("w", "20")]
-    with pytest.raises(Forbidden):
+    with pytest.raises(BadSignature):
         render._authorised_options(deps(False), request(pairs), "default")
     options = render._authorised_options(deps(True), request(pairs), "default")
     assert (options.width, options.height) == (20, 10)
     # Without an API key (owner None) only the signature can authorise, always.
-    with pytest.raises(Forbidden):
+    with pytest.raises(BadSignature):
         render._authorised_options(deps(True), request(pairs), None)
 
 

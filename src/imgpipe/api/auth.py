@@ -14,7 +14,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from imgpipe.api import ratelimit
 from imgpipe.api.problems import problem_response
-from imgpipe.domain.access import AdminRequired, Principal, Unauthorized
+from imgpipe.domain.access import Principal
+from imgpipe.domain.errors import AdminRequired, Unauthorized
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.services.keys import Authenticator
 

@@ -13,7 +13,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imgpipe.api.problems import problem_response
-from imgpipe.domain.access import Principal, RateLimited
+from imgpipe.domain.access import Principal
+from imgpipe.domain.errors import RateLimited
 from imgpipe.domain.ratelimit import Rate
 from imgpipe.services.deps import ServiceDeps
 

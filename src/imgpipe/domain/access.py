@@ -1,4 +1,4 @@
-"""API keys, the caller a request acts for, and the errors of access control.
+"""API keys and the caller a request acts for (their errors live in domain/errors.py).
 
 A key is ``imgp_`` + 43 URL-safe characters (256 random bits). Only its sha256 is stored:
 a key this long cannot be guessed, so a fast hash is enough (no salt or KDF needed, the
@@ -13,7 +13,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from imgpipe.domain.errors import ImgpipeError
+from imgpipe.domain.errors import BadIdempotencyKey
 
 KEY_PREFIX = "imgp_"
 SINGLE_USER_OWNER = "default"
@@ -61,45 +61,3 @@ class Principal:
     key_id: str | None
     admin: bool
     callback_url: str | None = None  # the key's default webhook URL
-
-
-class Unauthorized(ImgpipeError):
-    code = "unauthorized"
-    status = 401
-    title = "A valid API key is required"
-
-
-class AdminRequired(ImgpipeError):
-    code = "forbidden"
-    status = 403
-    title = "This endpoint needs an admin key"
-
-
-class BadIdempotencyKey(ImgpipeError):
-    code = "bad_request"
-    status = 400
-    title = "The Idempotency-Key header is not valid"
-
-
-class IdempotencyConflict(ImgpipeError):
-    code = "idempotency_conflict"
-    status = 409
-    title = "This Idempotency-Key was used with a different request"
-
-
-class IdempotencyInProgress(ImgpipeError):
-    code = "idempotency_in_progress"
-    status = 409
-    title = "A request with this Idempotency-Key is still in progress"
-    retryable = True
-
-
-class RateLimited(ImgpipeError):
-    code = "rate_limited"
-    status = 429
-    title = "Too many requests"
-    retryable = True
-
-    def __init__(self, detail: str, headers: dict[str, str]) -> None:
-        super().__init__(detail)
-        self.response_headers = headers

@@ -86,7 +86,7 @@ class NotReady(ImgpipeError):
     title = "The variant is not ready yet"
 
 
-class Forbidden(ImgpipeError):
+class BadSignature(ImgpipeError):
     code = "bad_signature"
     status = 403
     title = "The signature is missing or does not match"
@@ -102,6 +102,51 @@ class UploadMissing(ImgpipeError):
     code = "upload_missing"
     status = 409
     title = "Nothing has been uploaded for this image yet"
+
+
+# --- access control ---------------------------------------------------------------
+
+
+class Unauthorized(ImgpipeError):
+    code = "unauthorized"
+    status = 401
+    title = "A valid API key is required"
+
+
+class AdminRequired(ImgpipeError):
+    code = "forbidden"
+    status = 403
+    title = "This endpoint needs an admin key"
+
+
+class BadIdempotencyKey(ImgpipeError):
+    code = "bad_request"
+    status = 400
+    title = "The Idempotency-Key header is not valid"
+
+
+class IdempotencyConflict(ImgpipeError):
+    code = "idempotency_conflict"
+    status = 409
+    title = "This Idempotency-Key was used with a different request"
+
+
+class IdempotencyInProgress(ImgpipeError):
+    code = "idempotency_in_progress"
+    status = 409
+    title = "A request with this Idempotency-Key is still in progress"
+    retryable = True
+
+
+class RateLimited(ImgpipeError):
+    code = "rate_limited"
+    status = 429
+    title = "Too many requests"
+    retryable = True
+
+    def __init__(self, detail: str, headers: dict[str, str]) -> None:
+        super().__init__(detail)
+        self.response_headers = headers
 
 
 # --- infrastructure: transient, the same work may succeed later ------------------------

@@ -8,7 +8,7 @@ import hmac
 from collections.abc import Sequence
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
-from imgpipe.domain.errors import Expired, Forbidden
+from imgpipe.domain.errors import BadSignature, Expired
 from imgpipe.domain.render_options import (
     OutputFormat,
     RenderOptions,
@@ -51,26 +51,26 @@ def verify_render(
 ) -> list[tuple[str, str]]:
     """The query's pairs without ``sig`` if a key signed them and ``exp`` has not passed.
 
-    Raises Forbidden (``bad_signature``) for a missing, misplaced, repeated or wrong
+    Raises BadSignature (``bad_signature``) for a missing, misplaced, repeated or wrong
     signature, Expired when ``exp`` is in the past. Every key is tried with a
     constant-time comparison.
     """
     sig_positions = [i for i, (k, _) in enumerate(pairs) if k == "sig"]
     if not sig_positions:
-        raise Forbidden("The render URL has no signature (sig); sign it with `imgpipe sign`.")
+        raise BadSignature("The render URL has no signature (sig); sign it with `imgpipe sign`.")
     if sig_positions != [len(pairs) - 1]:
-        raise Forbidden("The render URL's signature (sig) must appear once, last.")
+        raise BadSignature("The render URL's signature (sig) must appear once, last.")
     signed = list(pairs[:-1])
     message = render_message(path, signed)
     given = pairs[-1][1]
     matches = [verify(key, message, given) for key in keys]  # no early exit
     if not any(matches):
-        raise Forbidden("The render URL's signature does not match.")
+        raise BadSignature("The render URL's signature does not match.")
     expiries = [v for k, v in signed if k == "exp"]
     if expiries:
         raw = expiries[0]
         if not raw.isdigit() or len(raw) > 12:
-            raise Forbidden("The render URL's exp is not a Unix time in seconds.")
+            raise BadSignature("The render URL's exp is not a Unix time in seconds.")
         if int(raw) < now:
             raise Expired("The render URL has expired (exp is in the past).")
     return signed
@@ -106,7 +106,7 @@ def authorise_render(
     path_format: OutputFormat | None,
     now: float,
 ) -> RenderOptions:
-    """The options of a signed render request, or Forbidden / Expired / BadOption.
+    """The options of a signed render request, or BadSignature / Expired / BadOption.
 
     The signature is checked first, then the options are parsed, then the query must be
     the canonical spelling of those options (``exp`` after them): only a holder of a key
@@ -117,7 +117,7 @@ def authorise_render(
     options = parse_options(signed, path_format)
     canonical = options.canonical_pairs() + [(k, v) for k, v in signed if k == "exp"]
     if signed != canonical:
-        raise Forbidden(
+        raise BadSignature(
             "The signed render URL is not in canonical form; sign it with `imgpipe sign`."
         )
     return options

@@ -18,8 +18,8 @@ from pathlib import Path
 from imgpipe.db.schema import UploadRow, utcnow
 from imgpipe.domain.errors import (
     BadRequest,
+    BadSignature,
     Expired,
-    Forbidden,
     ImgpipeError,
     NotFound,
     TooLarge,
@@ -104,7 +104,7 @@ def _canonical(path: str, expires: int) -> str:
 def check_upload_signature(deps: ServiceDeps, image_id: str, expires: int, signature: str) -> None:
     """For the API's own upload URL (local storage): 403 unless signed by us and fresh."""
     if not verify(deps.signing_key, _canonical(upload_content_path(image_id), expires), signature):
-        raise Forbidden("The upload URL's signature does not match.")
+        raise BadSignature("The upload URL's signature does not match.")
     if expires < utcnow().timestamp():
         raise Expired("The upload URL has expired; ask POST /v1/uploads for a new one.")
 

@@ -17,7 +17,7 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
 from imgpipe.db.schema import IdempotencyRow, utcnow
-from imgpipe.domain.access import IdempotencyConflict, IdempotencyInProgress
+from imgpipe.domain.errors import IdempotencyConflict, IdempotencyInProgress
 from imgpipe.services.deps import ServiceDeps
 
 

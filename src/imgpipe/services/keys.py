@@ -19,14 +19,13 @@ from imgpipe.db.schema import ApiKeyRow, utcnow
 from imgpipe.domain.access import (
     SINGLE_USER_OWNER,
     Principal,
-    Unauthorized,
     check_owner,
     hash_key,
     new_api_key,
     new_key_id,
     shown_prefix,
 )
-from imgpipe.domain.errors import NotFound
+from imgpipe.domain.errors import NotFound, Unauthorized
 
 Sessions = sessionmaker[Session]
 
