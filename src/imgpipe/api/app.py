@@ -13,6 +13,7 @@ from imgpipe.api import (
     routes_images,
     routes_ops,
     routes_uploads,
+    routes_web,
     routes_webhooks,
 )
 from imgpipe.api.routes_render import router as render_router
@@ -36,4 +37,5 @@ def create_app(deps: ServiceDeps) -> FastAPI:
     app.include_router(routes_webhooks.router)
     app.include_router(routes_admin.router)
     app.include_router(render_router)
+    app.include_router(routes_web.router)
     return app

@@ -1,0 +1,112 @@
+"""GET /: the web page. One HTML file, one script and one stylesheet shipped in the package
+(``api/web/``), no build step.
+
+The page is static: everything it shows comes from the same /v1 API any client calls, with
+the key the user types (kept in the tab's sessionStorage). So these routes need no key,
+count against no rate limit, and expose nothing but the three files. Only names in
+``_ASSETS`` are served, so no path can reach any other file.
+
+Cache: the HTML names each asset with ``?v=<content hash>``; a request carrying the current
+hash may be cached for a year, anything else (and the HTML itself) is revalidated through
+its ``ETag``. Every response carries a Content-Security-Policy that allows scripts and
+styles from this origin only (no inline script or style), and images from this origin,
+``blob:`` (variants fetched with the key) and ``data:``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from imgpipe.domain.errors import NotFound
+
+router = APIRouter(include_in_schema=False, tags=["web"])
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' blob: data:",
+        "connect-src 'self'",
+        "form-action 'self'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+_REVALIDATE = "no-cache"
+_IMMUTABLE = "public, max-age=31536000, immutable"
+
+_PAGE = "index.html"
+_ASSETS = {
+    "app.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _File:
+    body: bytes
+    media_type: str
+    version: str
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.version}"'
+
+
+def _read(name: str, media_type: str, body: bytes | None = None) -> _File:
+    data = body if body is not None else (files("imgpipe.api") / "web" / name).read_bytes()
+    return _File(data, media_type, hashlib.sha256(data).hexdigest()[:16])
+
+
+@cache
+def _assets() -> dict[str, _File]:
+    return {name: _read(name, media_type) for name, media_type in _ASSETS.items()}
+
+
+@cache
+def _page() -> _File:
+    """The HTML, with each asset reference pinned to the asset's content hash."""
+    html = (files("imgpipe.api") / "web" / _PAGE).read_text("utf-8")
+    for name, asset in _assets().items():
+        reference = f'"/static/{name}"'
+        if reference not in html:
+            raise RuntimeError(f"{_PAGE} does not reference /static/{name}")
+        html = html.replace(reference, f'"/static/{name}?v={asset.version}"')
+    return _read(_PAGE, "text/html; charset=utf-8", html.encode("utf-8"))
+
+
+def _respond(request: Request, file: _File, cache_control: str) -> Response:
+    headers = {**_SECURITY_HEADERS, "ETag": file.etag, "Cache-Control": cache_control}
+    if request.headers.get("if-none-match") == file.etag:
+        return Response(status_code=304, headers=headers)
+    return Response(file.body, media_type=file.media_type, headers=headers)
+
+
+@router.api_route("/", methods=["GET", "HEAD"])
+def web_page(request: Request) -> Response:
+    """The web page: upload images, follow their status, see their variants."""
+    return _respond(request, _page(), _REVALIDATE)
+
+
+@router.api_route("/static/{name}", methods=["GET", "HEAD"])
+def web_asset(
+    name: str, request: Request, v: Annotated[str | None, Query(max_length=64)] = None
+) -> Response:
+    """The page's script and stylesheet, by exact name only."""
+    asset = _assets().get(name)
+    if asset is None:
+        raise NotFound("There is no such file; the web page is at /.")
+    return _respond(request, asset, _IMMUTABLE if v == asset.version else _REVALIDATE)
