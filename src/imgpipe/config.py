@@ -98,6 +98,18 @@ class Settings(BaseSettings):
     render_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)
     # Watermark PNGs for `wm=NAME` (NAME.png); default DATA_DIR/watermarks.
     watermarks_dir: Path | None = None
+    # Jobs (docs/reliability.md). Claims per variant before it is dead-lettered.
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    # Retry n waits uniform(0, min(RETRY_MAX_S, RETRY_BASE_S * 2**n)) s: "full jitter".
+    retry_base_s: float = Field(default=1.0, gt=0)
+    retry_max_s: float = Field(default=300.0, gt=0)
+    # A claimed job is the worker's for this long, renewed by heartbeat every third of it;
+    # once it runs out (the worker died), the job is handed out again.
+    lease_s: float = Field(default=30.0, gt=0)
+    # How often serve and every worker look for expired leases, due retries, lost messages.
+    reconcile_s: float = Field(default=5.0, gt=0)
+    # A job handed to the broker and not claimed for this long may have been lost by it.
+    requeue_after_s: float = Field(default=60.0, gt=0)
 
     @classmethod
     def settings_customise_sources(

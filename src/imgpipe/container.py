@@ -25,14 +25,17 @@ from imgpipe.db.session import make_engine, make_read_sessionmaker, make_session
 from imgpipe.domain.profiles import ProfileSet
 from imgpipe.domain.ratelimit import InProcessLimiter, Rate, RateLimiter
 from imgpipe.domain.render_options import RenderConfig
+from imgpipe.domain.retry import RetryPolicy
 from imgpipe.domain.webhooks import parse_schedule
 from imgpipe.jobs.celery_queue import CeleryQueue, EmbeddedWorker, QueueConfig, make_celery
 from imgpipe.jobs.messages import DeliverWebhook, ProcessImage
 from imgpipe.notify.egress import AllowList
 from imgpipe.notify.signing import new_secret, secret_key
 from imgpipe.services import webhooks
-from imgpipe.services.deps import AccessSettings, ServiceDeps, WebhookSettings
+from imgpipe.services.background import Periodic
+from imgpipe.services.deps import AccessSettings, JobSettings, ServiceDeps, WebhookSettings
 from imgpipe.services.process import process_image
+from imgpipe.services.reconcile import reconcile
 from imgpipe.storage.factory import store_from_url
 
 EMBEDDED_WORKER_NICENESS = 10
@@ -89,17 +92,33 @@ class Container:
     def embedded_worker(self) -> EmbeddedWorker:
         return EmbeddedWorker(self.celery, self.settings.workers)
 
-    def webhook_sweeper(self) -> webhooks.Sweeper:
-        """The thread that hands out webhook attempts as they fall due (serve, worker)."""
-        return webhooks.Sweeper(self.deps, self.settings.webhook_sweep_s)
+    def housekeeping(self) -> list[Periodic]:
+        """Background rounds of serve and every worker: webhook attempts that are due,
+        and the job reconciler (expired leases, due retries, messages the broker lost)."""
+        deps = self.deps
+        return [
+            Periodic(
+                "imgpipe-webhooks", self.settings.webhook_sweep_s, lambda: webhooks.sweep(deps)
+            ),
+            Periodic("imgpipe-reconcile", self.settings.reconcile_s, lambda: reconcile(deps)),
+        ]
 
-    def sweep_when_worker_ready(self) -> None:
-        """A Celery worker sweeps from its main process once its pool is up."""
+    def housekeeping_when_worker_ready(self) -> None:
+        """A Celery worker runs housekeeping in its main process once its pool is up."""
         from celery.signals import worker_ready, worker_shutdown
 
-        sweeper = self.webhook_sweeper()
-        worker_ready.connect(lambda **_: sweeper.start(), weak=False)
-        worker_shutdown.connect(lambda **_: sweeper.stop(), weak=False)
+        tasks = self.housekeeping()
+
+        def start(**_: object) -> None:
+            for task in tasks:
+                task.start()
+
+        def stop(**_: object) -> None:
+            for task in tasks:
+                task.stop()
+
+        worker_ready.connect(start, weak=False)
+        worker_shutdown.connect(stop, weak=False)
 
     def close(self) -> None:
         self.db_engine.dispose()
@@ -174,6 +193,11 @@ def build(settings: Settings) -> Container:
         ),
         access=_access(settings),
         webhooks=_webhooks(settings, queue),
+        jobs=JobSettings(
+            retry=RetryPolicy(settings.max_attempts, settings.retry_base_s, settings.retry_max_s),
+            lease_s=settings.lease_s,
+            requeue_after_s=settings.requeue_after_s,
+        ),
     )
     deps_holder.append(deps)
     return Container(settings, db_engine, celery, deps)

@@ -27,7 +27,7 @@ def _load() -> Settings:
 
 
 @contextmanager
-def _sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
+def database_sessions(settings: Settings, command: str = "keys") -> Iterator[sessionmaker[Session]]:
     """Sessions on the configured database; an embedded SQLite file is migrated first."""
     from imgpipe.db.migrate import pending_migrations, upgrade
     from imgpipe.db.session import make_engine, make_sessionmaker
@@ -41,7 +41,7 @@ def _sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
             upgrade(engine)
         elif pending_migrations(engine):
             err.print(
-                "[red]imgpipe keys: the database schema is not current; "
+                f"[red]imgpipe {command}: the database schema is not current; "
                 "run `imgpipe db upgrade`.[/red]"
             )
             raise typer.Exit(2)
@@ -81,7 +81,7 @@ def create(
     from imgpipe.services.keys import create_key
 
     settings = _load()
-    with _sessions(settings) as sessions:
+    with database_sessions(settings) as sessions:
         try:
             key, info = create_key(sessions, owner, admin, callback_url)
         except ValueError as exc:
@@ -100,7 +100,7 @@ def list_() -> None:
     from imgpipe.services.keys import list_keys
 
     settings = _load()
-    with _sessions(settings) as sessions:
+    with database_sessions(settings) as sessions:
         keys = list_keys(sessions)
     table = Table(show_header=True)
     for column in ("id", "key", "owner", "admin", "created", "revoked"):
@@ -126,7 +126,7 @@ def revoke(
     from imgpipe.services.keys import revoke_key
 
     settings = _load()
-    with _sessions(settings) as sessions:
+    with database_sessions(settings) as sessions:
         try:
             info = revoke_key(sessions, key_id)
         except NotFound as exc:

@@ -15,6 +15,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from imgpipe.cli.dlq import dlq_app
 from imgpipe.cli.keys import keys_app, keys_exist
 from imgpipe.config import Settings, load_settings
 
@@ -30,6 +31,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+app.add_typer(dlq_app, name="dlq")
 
 err = Console(stderr=True)
 
@@ -116,7 +118,7 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
 
     from imgpipe.api.app import create_app
     from imgpipe.container import build
-    from imgpipe.services.manage import recover_unfinished
+    from imgpipe.services.reconcile import recover_after_restart
 
     settings = _settings()
     _require_safe_bind(host, settings)
@@ -126,11 +128,13 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     container.clean_staging()
     worker = container.embedded_worker()
     worker.start()
-    sweeper = container.webhook_sweeper()
-    sweeper.start()
-    resumed = recover_unfinished(container.deps)
-    if resumed:
-        err.print(f"imgpipe: resumed {resumed} unfinished image(s) from the database")
+    if settings.embedded_queue:  # this process was the only worker: its leases are dead
+        resumed = recover_after_restart(container.deps)
+        if resumed:
+            err.print(f"imgpipe: resumed {resumed} unfinished image(s) from the database")
+    housekeeping = container.housekeeping()
+    for task in housekeeping:
+        task.start()
     err.print(f"imgpipe: serving on http://{host}:{port} (docs at /docs)")
     try:
         uvicorn.run(
@@ -140,7 +144,8 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
             log_level="warning",
         )
     finally:
-        sweeper.stop()
+        for task in housekeeping:
+            task.stop()
         worker.stop()
         container.close()
 
@@ -205,7 +210,7 @@ def worker(
     container = build(settings)
     _require_current_schema(container)
     container.prepare_prefork()
-    container.sweep_when_worker_ready()
+    container.housekeeping_when_worker_ready()
     if metrics_port is not None:
         serve_multiprocess_metrics(metrics_port, metrics_host)
     argv = [

@@ -63,6 +63,13 @@ class ImageRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The job (docs/reliability.md). A job may be claimed once due_at has passed; a claim
+    # sets lease_owner and pushes due_at one lease ahead (the heartbeat keeps pushing it),
+    # so a dead worker's job falls due again by itself. None: nothing left to do.
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # When a message for this job was last handed to the broker (to notice lost ones).
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     variants: Mapped[list[VariantRow]] = relationship(
         back_populates="image",
@@ -185,3 +192,40 @@ class WebhookDeliveryRow(Base):
     duration_ms: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class JobAttemptRow(Base):
+    """One claim of an image's job: who took it, when, and how it ended."""
+
+    __tablename__ = "job_attempts"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)  # the highest variant attempt it claimed
+    lease_owner: Mapped[str] = mapped_column(String(64))
+    worker: Mapped[str] = mapped_column(String(200))  # host-pid
+    variants: Mapped[list[str]] = mapped_column(JSON)
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # done, partial, failed, retry (some variants wait for another attempt), lost
+    outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class DeadLetterRow(Base):
+    """Variants of an image that ran out of attempts, kept until someone retries them."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # dlq_...
+    image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    owner: Mapped[str] = mapped_column(String(100))
+    variants: Mapped[list[str]] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer)
+    error_code: Mapped[str] = mapped_column(String(50))
+    error: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    retried_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -188,3 +188,28 @@ class EngineFailure(ImgpipeError):
     code = "engine_error"
     status = 500
     title = "The image engine failed"
+
+
+# --- jobs ---------------------------------------------------------------------------------
+
+
+class WorkerLost(ImgpipeError):
+    """The worker stopped (killed, crashed, out of memory) before recording an outcome.
+
+    Retried like any transient failure; a job that loses its worker on every attempt
+    (a "poison" image) fails with this code once its attempts are used up.
+    """
+
+    code = "worker_lost"
+    status = 500
+    title = "The worker processing this image stopped before it finished"
+    retryable = True
+
+
+class UnexpectedFailure(ImgpipeError):
+    """An exception imgpipe has no name for: retried, since it may have been transient."""
+
+    code = "internal_error"
+    status = 500
+    title = "Processing failed unexpectedly"
+    retryable = True

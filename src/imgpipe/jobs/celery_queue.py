@@ -64,9 +64,12 @@ def celery_settings(config: QueueConfig) -> dict[str, Any]:
             PROCESS_TASK: {"queue": process_queue},
             WEBHOOK_TASK: {"queue": webhook_queue},
         },
-        # Ack after the work, so a worker that dies mid-job leaves the message queued.
+        # Ack after the work. A worker that dies mid-job gets its message acked anyway
+        # (not requeued): requeueing would redeliver a job that kills its worker forever.
+        # The job's lease in the database expires instead, and the reconciler hands it
+        # out again, counting the attempt (docs/reliability.md).
         "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
+        "task_reject_on_worker_lost": False,
         # One message at a time per worker slot: image jobs are long and uneven, and a
         # prefetched message would wait behind a slow one while another worker idles.
         "worker_prefetch_multiplier": 1,

@@ -11,6 +11,7 @@ from imgpipe.domain.media import Limits
 from imgpipe.domain.profiles import ProfileSet
 from imgpipe.domain.ratelimit import InProcessLimiter, Rate, RateLimiter
 from imgpipe.domain.render_options import RenderConfig
+from imgpipe.domain.retry import RetryPolicy
 from imgpipe.domain.webhooks import DEFAULT_RETRY_FOR_S, DEFAULT_SCHEDULE_S
 from imgpipe.jobs.queue import JobQueue, WebhookQueue
 from imgpipe.notify.egress import AllowList, Resolver, system_resolver
@@ -45,6 +46,15 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True)
+class JobSettings:
+    """Leases, retries and reconciliation of image jobs (docs/reliability.md)."""
+
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    lease_s: float = 30.0
+    requeue_after_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class ServiceDeps:
     sessions: sessionmaker[Session]  # for work that writes: `with sessions.begin()`
     read_sessions: sessionmaker[Session]  # for queries that only read
@@ -58,3 +68,4 @@ class ServiceDeps:
     access: AccessSettings = field(default_factory=AccessSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     render: RenderConfig = field(default_factory=RenderConfig)
+    jobs: JobSettings = field(default_factory=JobSettings)

@@ -10,14 +10,13 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from imgpipe.db.schema import ImageRow, VariantRow
+from imgpipe.db.schema import ImageRow, VariantRow, utcnow
 from imgpipe.domain.access import check_idempotency_key
 from imgpipe.domain.ids import new_image_id
 from imgpipe.domain.profiles import Profile
 from imgpipe.domain.states import ImageStatus, VariantStatus
 from imgpipe.engine.probe import probe
-from imgpipe.jobs.messages import ProcessImage
-from imgpipe.services import idempotency, webhooks
+from imgpipe.services import idempotency, jobs, webhooks
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.services.queries import get_image
 from imgpipe.services.views import ImageView, image_view
@@ -84,6 +83,7 @@ def _ingest(
     else:
         deps.store.put_file(key, staged.path, staged.sha256)
 
+    now = utcnow()
     with deps.sessions.begin() as session:
         row = ImageRow(
             id=image_id or new_image_id(),
@@ -98,22 +98,19 @@ def _ingest(
             callback_url=callback_url,
             image_metadata={},
             variants=_variant_rows(profiles),
+            due_at=now,
+            enqueued_at=now,
         )
         session.add(row)
         session.flush()
         view = image_view(row)
     # After the commit, and never fatal to the upload: the original is durable and the
-    # image is pending in the database, which is the source of truth. If the broker does
-    # not take (or later loses) the message, the recovery sweep enqueues the image again.
+    # job is due in the database, which is the source of truth. If the broker does not
+    # take (or later loses) the message, the reconciler hands the job out again.
     metrics.UPLOADS.labels("accepted", "").inc()
     metrics.UPLOAD_BYTES.inc(staged.size)
     log.info("upload accepted", extra={"image_id": view.id, "bytes": staged.size})
-    try:
-        deps.queue.enqueue(ProcessImage(view.id))
-    except Exception:  # any broker client error; the adapter's types are not ours to name
-        log.warning(
-            "enqueue failed; the image stays pending", extra={"image_id": view.id}, exc_info=True
-        )
+    jobs.hand_out(deps, view.id)
     return view
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from imgpipe.db import repo
-from imgpipe.db.schema import ImageRow, VariantRow
+from imgpipe.db.schema import ImageRow, VariantRow, utcnow
 from imgpipe.domain.errors import NotFound
-from imgpipe.domain.states import VariantStatus
-from imgpipe.jobs.messages import ProcessImage
+from imgpipe.services import jobs
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.services.views import ImageView, image_view
 from imgpipe.storage import keys
@@ -24,6 +23,7 @@ def reprocess(
         if image is None:
             raise NotFound(f"No image {image_id}.")
         existing = {v.name: v for v in image.variants}
+        names: list[str] = []
         for profile in profiles:
             for spec in profile.variants():
                 row = existing.get(spec.name)
@@ -33,12 +33,12 @@ def reprocess(
                 row.profile = profile.name
                 row.profile_digest = profile.digest
                 row.format = spec.format.value
-                row.status = VariantStatus.PENDING.value
-                row.error_code = row.error = None
-        repo.refresh_status(image)
+                names.append(spec.name)
+        # A new job: fresh attempts, and any worker still on the old one loses its lease.
+        jobs.reset_for_retry(session, image, names, utcnow())
         session.flush()
         view = image_view(image)
-    deps.queue.enqueue(ProcessImage(image_id))
+    jobs.hand_out(deps, image_id)
     return view
 
 
@@ -58,12 +58,3 @@ def delete(deps: ServiceDeps, image_id: str, owner: str) -> None:
         deps.store.delete_prefix(keys.variants_prefix(sha256))
         deps.store.delete_prefix(keys.renders_prefix(sha256))
         deps.store.delete(keys.original(sha256))
-
-
-def recover_unfinished(deps: ServiceDeps) -> int:
-    """Enqueue every image with work left (on start: the queue may have lost it)."""
-    with deps.sessions() as session:
-        image_ids = repo.unfinished_image_ids(session)
-    for image_id in image_ids:
-        deps.queue.enqueue(ProcessImage(image_id))
-    return len(image_ids)

@@ -13,16 +13,22 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from pydantic import TypeAdapter
 from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy.orm import Session
 
 from imgpipe.db import repo
-from imgpipe.db.schema import IdempotencyRow, WebhookDeliveryRow, WebhookEventRow, utcnow
+from imgpipe.db.schema import (
+    IdempotencyRow,
+    ImageRow,
+    WebhookDeliveryRow,
+    WebhookEventRow,
+    utcnow,
+)
 from imgpipe.domain.errors import NotFound
 from imgpipe.domain.ids import new_image_id
 from imgpipe.domain.webhooks import EventStatus, event_for_status, next_delay_s
@@ -65,37 +71,57 @@ def emit_for_image(deps: ServiceDeps, image_id: str) -> str | None:
 
 
 def _emit(deps: ServiceDeps, image_id: str) -> str | None:
-    now = utcnow()
     with deps.sessions.begin() as session:
         image = repo.get_image_any_owner(session, image_id)
-        if image is None or not image.callback_url:
+        if image is None:
             return None
-        event_type = event_for_status(image.status)
-        if event_type is None:
-            return None
-        event_id = "evt_" + new_image_id().removeprefix("img_")
-        body = {
-            "type": event_type.value,
-            "timestamp": now.isoformat().replace("+00:00", "Z"),
-            "data": image_resource(image_view(image)),
-        }
-        session.add(
-            WebhookEventRow(
-                id=event_id,
-                owner=image.owner,
-                image_id=image.id,
-                type=event_type.value,
-                url=image.callback_url,
-                payload=json.dumps(body, separators=(",", ":")),
-                status=EventStatus.PENDING.value,
-                attempts=0,
-                # Handed to the queue now; the sweep takes over if the message is lost.
-                due_at=now + timedelta(seconds=deps.webhooks.lease_s),
-                created_at=now,
-            )
-        )
-    _hand_out(deps, DeliverWebhook(event_id, 1))
+        event_id = record_event(deps, session, image)
+    if event_id is not None:
+        hand_out_first(deps, event_id)
     return event_id
+
+
+def record_event(deps: ServiceDeps, session: Session, image: ImageRow) -> str | None:
+    """Add the image's event to the caller's transaction, if it settled and has a callback.
+
+    Recorded in the same transaction as the image's outcome (an outbox), so a worker that
+    dies right after the commit cannot lose the event. Call ``hand_out_first`` after the
+    commit; if that never happens, the sweep sends it once ``due_at`` passes.
+    """
+    if not image.callback_url:
+        return None
+    event_type = event_for_status(image.status)
+    if event_type is None:
+        return None
+    now = utcnow()
+    event_id = "evt_" + new_image_id().removeprefix("img_")
+    session.flush()  # the image resource below shows the outcome being committed
+    body = {
+        "type": event_type.value,
+        "timestamp": now.isoformat().replace("+00:00", "Z"),
+        "data": image_resource(image_view(image)),
+    }
+    session.add(
+        WebhookEventRow(
+            id=event_id,
+            owner=image.owner,
+            image_id=image.id,
+            type=event_type.value,
+            url=image.callback_url,
+            payload=json.dumps(body, separators=(",", ":")),
+            status=EventStatus.PENDING.value,
+            attempts=0,
+            # Handed to the queue after the commit; the sweep takes over if that is lost.
+            due_at=now + timedelta(seconds=deps.webhooks.lease_s),
+            created_at=now,
+        )
+    )
+    return event_id
+
+
+def hand_out_first(deps: ServiceDeps, event_id: str) -> None:
+    """Send an event's first attempt now (after the commit that recorded it)."""
+    _hand_out(deps, DeliverWebhook(event_id, 1))
 
 
 def _hand_out(deps: ServiceDeps, message: DeliverWebhook) -> None:
@@ -219,32 +245,6 @@ def sweep(deps: ServiceDeps, now: datetime | None = None) -> int:
     with deps.sessions.begin() as session:
         session.execute(delete(IdempotencyRow).where(IdempotencyRow.created_at < cutoff))
     return handed
-
-
-@dataclass
-class Sweeper:
-    """A daemon thread that sweeps every ``interval_s`` until stopped."""
-
-    deps: ServiceDeps
-    interval_s: float
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="imgpipe-webhooks", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                sweep(self.deps)
-            except Exception:  # a database blip: try again next round
-                log.warning("webhook sweep failed", exc_info=True)
 
 
 @dataclass(frozen=True, slots=True)

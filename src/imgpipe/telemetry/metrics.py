@@ -16,8 +16,17 @@ UPLOAD_BYTES = Counter("imgpipe_upload_bytes", "Bytes of originals accepted.")
 JOBS = Counter("imgpipe_jobs", "Image jobs finished, by resulting image status.", ["status"])
 VARIANTS = Counter(
     "imgpipe_variants",
-    "Variants finished, by outcome and problem code.",
+    "Variant attempts finished, by outcome (done, failed, transient) and problem code.",
     ["profile", "outcome", "code"],
+)
+DEAD_LETTERS = Counter(
+    "imgpipe_dead_letters", "Jobs whose variants ran out of attempts, by problem code.", ["code"]
+)
+HANDED_OUT = Counter(
+    "imgpipe_jobs_handed_out",
+    "Jobs the reconciler gave to the broker again, by reason "
+    "(lease_expired, retry_due, not_enqueued, lost_by_broker).",
+    ["reason"],
 )
 VARIANT_BYTES = Counter("imgpipe_variant_bytes", "Bytes of variants written.")
 JOB_SECONDS = Histogram(

@@ -1,0 +1,133 @@
+"""Dead letters: jobs whose variants ran out of attempts, with their history; retry them.
+
+Written by services.jobs when a variant uses up MAX_ATTEMPTS on transient failures or
+lost workers. Shown by `imgpipe dlq list` and GET /v1/admin/dead-letters; a retry gives
+the variants fresh attempts, like Sidekiq's "retry now" or an SQS redrive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from imgpipe.db.schema import DeadLetterRow, ImageRow, JobAttemptRow, utcnow
+from imgpipe.domain.states import VariantStatus
+from imgpipe.services import jobs
+
+HISTORY_LIMIT = 50
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptView:
+    attempt: int
+    worker: str
+    variants: list[str]
+    claimed_at: datetime
+    finished_at: datetime | None
+    outcome: str | None
+    error_code: str | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterView:
+    id: str
+    image_id: str
+    owner: str
+    variants: list[str]
+    attempts: int
+    error_code: str
+    error: str
+    created_at: datetime
+    retried_at: datetime | None
+    history: list[AttemptView]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryResult:
+    retried: list[DeadLetterView]
+    unknown: list[str]
+
+    @property
+    def image_ids(self) -> list[str]:
+        return sorted({d.image_id for d in self.retried})
+
+
+def list_dead_letters(
+    sessions: sessionmaker[Session], include_retried: bool = False, limit: int = 100
+) -> list[DeadLetterView]:
+    """Newest first; retried ones only when asked."""
+    with sessions() as session:
+        query = select(DeadLetterRow).order_by(DeadLetterRow.created_at.desc()).limit(limit)
+        if not include_retried:
+            query = query.where(DeadLetterRow.retried_at.is_(None))
+        return [_view(session, row) for row in session.scalars(query)]
+
+
+def retry(
+    sessions: sessionmaker[Session], dead_letter_ids: list[str], enqueued: bool = False
+) -> RetryResult:
+    """Give each dead letter's failed variants fresh attempts and make the job due now.
+
+    The caller hands the jobs out if it can reach the broker (then ``enqueued=True``);
+    otherwise the reconciler does within RECONCILE_S.
+    """
+    now = utcnow()
+    retried: list[DeadLetterView] = []
+    unknown: list[str] = []
+    for dead_letter_id in dict.fromkeys(dead_letter_ids):
+        with sessions.begin() as session:
+            row = session.get(DeadLetterRow, dead_letter_id)
+            image = (
+                session.get(ImageRow, row.image_id, with_for_update=True)
+                if row is not None
+                else None
+            )
+            if row is None or image is None:
+                unknown.append(dead_letter_id)
+                continue
+            failed = {v.name for v in image.variants if v.status == VariantStatus.FAILED.value}
+            names = [name for name in row.variants if name in failed]
+            if names:
+                jobs.reset_for_retry(session, image, names, now, enqueued=enqueued)
+            row.retried_at = now
+            session.flush()
+            retried.append(_view(session, row))
+    return RetryResult(retried, unknown)
+
+
+def _view(session: Session, row: DeadLetterRow) -> DeadLetterView:
+    attempts = session.scalars(
+        select(JobAttemptRow)
+        .where(JobAttemptRow.image_id == row.image_id, JobAttemptRow.claimed_at <= row.created_at)
+        .order_by(JobAttemptRow.id.desc())
+        .limit(HISTORY_LIMIT)
+    ).all()
+    history = [
+        AttemptView(
+            attempt=a.attempt,
+            worker=a.worker,
+            variants=list(a.variants),
+            claimed_at=a.claimed_at,
+            finished_at=a.finished_at,
+            outcome=a.outcome,
+            error_code=a.error_code,
+            error=a.error,
+        )
+        for a in reversed(attempts)
+    ]
+    return DeadLetterView(
+        id=row.id,
+        image_id=row.image_id,
+        owner=row.owner,
+        variants=list(row.variants),
+        attempts=row.attempts,
+        error_code=row.error_code,
+        error=row.error,
+        created_at=row.created_at,
+        retried_at=row.retried_at,
+        history=history,
+    )
