@@ -37,6 +37,7 @@ from imgpipe.services.deps import AccessSettings, JobSettings, ServiceDeps, Webh
 from imgpipe.services.process import process_image
 from imgpipe.services.reconcile import reconcile
 from imgpipe.storage.factory import store_from_url
+from imgpipe.storage.local import LocalStore
 
 EMBEDDED_WORKER_NICENESS = 10
 
@@ -96,12 +97,16 @@ class Container:
         """Background rounds of serve and every worker: webhook attempts that are due,
         and the job reconciler (expired leases, due retries, messages the broker lost)."""
         deps = self.deps
-        return [
+        tasks = [
             Periodic(
                 "imgpipe-webhooks", self.settings.webhook_sweep_s, lambda: webhooks.sweep(deps)
             ),
             Periodic("imgpipe-reconcile", self.settings.reconcile_s, lambda: reconcile(deps)),
         ]
+        store = deps.store
+        if isinstance(store, LocalStore):  # temp files of writers killed mid-write
+            tasks.append(Periodic("imgpipe-temp-files", 600.0, store.remove_stale_temp_files, True))
+        return tasks
 
     def housekeeping_when_worker_ready(self) -> None:
         """A Celery worker runs housekeeping in its main process once its pool is up."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from botocore.config import Config
 from imgpipe.domain.errors import ChecksumMismatch, NotFound, StorageUnavailable
 from imgpipe.storage.base import DirectUploadForm, ObjectStore
 from imgpipe.storage.factory import store_from_url
+from imgpipe.storage.local import LocalStore
 from imgpipe.storage.s3 import S3Store
 from s3server import seed_objects
 
@@ -325,3 +327,17 @@ def test_storage_url_chooses_s3(aws_test_env: None) -> None:
     assert (store.bucket, store.prefix) == ("my-bucket", "some/prefix")
     with pytest.raises(ValueError, match="IMGPIPE_STORAGE_URL"):
         store_from_url("s3:///prefix-without-bucket")
+
+
+def test_local_store_collects_temp_files_of_killed_writers_only(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "objects")
+    store.put_bytes("variants/ab/abc/d.webp", b"finished")
+    directory = tmp_path / "objects" / "variants" / "ab" / "abc"
+    stale, fresh = directory / ".tmp-killed", directory / ".tmp-writing"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    an_hour_ago = time.time() - 3700
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    assert store.remove_stale_temp_files(older_than_s=3600) == 1
+    assert not stale.exists() and fresh.exists()  # a write in progress is left alone
+    assert store.get_bytes("variants/ab/abc/d.webp") == b"finished"

@@ -18,7 +18,19 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
     else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        # libpq waits forever to connect by default, and notices a silently dead peer
+        # only after TCP's own timeouts (hours): bound both, so an unreachable database
+        # becomes a 503 and a failed job attempt instead of a hung request or worker.
+        connect_args = {
+            "connect_timeout": 10,
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        }
+        engine = create_engine(
+            url, pool_pre_ping=True, pool_size=5, max_overflow=10, connect_args=connect_args
+        )
     event.listen(engine, "handle_error", _connection_errors)
     return engine
 

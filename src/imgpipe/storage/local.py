@@ -12,6 +12,7 @@ import errno
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -119,6 +120,21 @@ class LocalStore:
             tmp.unlink()
 
     # --- helpers --------------------------------------------------------------------
+
+    def remove_stale_temp_files(self, older_than_s: float = 3600.0) -> int:
+        """Delete temp files a killed writer left behind (never a finished object).
+
+        A write is a temp file renamed into place, so a process killed mid-write leaves
+        only a ``.tmp-*`` file, never a partial object; this collects them.
+        """
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for leftover in self.root.rglob(".tmp-*"):
+            with contextlib.suppress(OSError):
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
+                    removed += 1
+        return removed
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
