@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=26_214_400, gt=0)
     max_pixels: int = Field(default=268_435_456, gt=0)
     max_frames: int = Field(default=500, gt=0)
+    # Progressive JPEGs decode whole (about 3.4 bytes of memory a pixel): their own budget.
+    max_progressive_pixels: int = Field(default=100_000_000, gt=0)
     process_timeout_s: float = Field(default=30.0, gt=0)
     signing_key: SecretStr | None = None
     profiles_file: Path | None = None
@@ -166,7 +168,12 @@ class Settings(BaseSettings):
 
     @property
     def limits(self) -> Limits:
-        return Limits(self.max_upload_bytes, self.max_pixels, self.max_frames)
+        return Limits(
+            self.max_upload_bytes,
+            self.max_pixels,
+            self.max_frames,
+            self.max_progressive_pixels,
+        )
 
     @property
     def previous_signing_keys(self) -> tuple[bytes, ...]:

@@ -9,7 +9,7 @@ import pytest
 import pyvips
 from PIL import Image
 
-from imgpipe.domain.errors import CorruptImage, ProcessTimeout
+from imgpipe.domain.errors import CorruptImage, ProcessTimeout, TooManyPixels
 from imgpipe.domain.media import ImageFormat, Limits
 from imgpipe.domain.profiles import Fit, Profile, ProfileSet
 from imgpipe.engine.deadline import Deadline
@@ -157,3 +157,16 @@ def test_formats_libvips_cannot_decode_here_go_through_the_same_pipeline(
     assert (medium.width, medium.height) == (640, 480)
     r, g, b = (medium.extract_band(i).avg() for i in range(3))
     assert r > 180 and g < 60 and b < 60
+
+
+def test_progressive_jpegs_have_their_own_pixel_budget(tmp_path: Path) -> None:
+    image = pyvips.Image.black(400, 300).copy(interpretation="srgb") + 90
+    progressive, baseline = tmp_path / "progressive.jpg", tmp_path / "baseline.jpg"
+    image.jpegsave(str(progressive), interlace=True)
+    image.jpegsave(str(baseline))
+    limits = Limits(50 << 20, max_pixels=1_000_000, max_frames=1, max_progressive_pixels=100_000)
+    assert probe(baseline, limits).progressive is False  # 120,000 pixels: within MAX_PIXELS
+    with pytest.raises(TooManyPixels, match="progressive JPEG is 400x300"):
+        probe(progressive, limits)
+    roomy = Limits(50 << 20, max_pixels=1_000_000, max_frames=1, max_progressive_pixels=120_000)
+    assert probe(progressive, roomy).progressive is True

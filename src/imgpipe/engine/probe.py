@@ -45,6 +45,13 @@ def _check_limits(result: ProbeResult, limits: Limits) -> None:
             f"The animation has {result.frames} frames; at most {limits.max_frames} are allowed."
         )
     pixels = result.width * result.height * result.frames
+    if result.progressive and pixels > limits.max_progressive_pixels:
+        raise TooManyPixels(
+            f"The progressive JPEG is {result.width}x{result.height} = {pixels} pixels; "
+            f"progressive JPEGs need memory for the whole image while decoding, so at most "
+            f"{limits.max_progressive_pixels} pixels are allowed (baseline JPEGs may have "
+            f"up to {limits.max_pixels})."
+        )
     if pixels > limits.max_pixels:
         raise TooManyPixels(
             f"The image is {result.width}x{result.height}"
@@ -64,6 +71,9 @@ def _probe_vips(path: Path, fmt: ImageFormat) -> ProbeResult:
             height = header.get("page-height") if header.get_typeof("page-height") else height
         orientation = header.get("orientation") if header.get_typeof("orientation") else 1
         has_alpha = bool(header.hasalpha())
+        progressive = fmt is ImageFormat.JPEG and bool(
+            header.get_typeof("interlaced") and header.get("interlaced")
+        )
     except pyvips.Error as exc:
         raise CorruptImage(f"The {fmt.value.upper()} header could not be read.") from exc
     if width < 1 or height < 1:
@@ -75,6 +85,7 @@ def _probe_vips(path: Path, fmt: ImageFormat) -> ProbeResult:
         frames=max(1, frames),
         orientation=orientation if 1 <= orientation <= 8 else 1,
         has_alpha=has_alpha,
+        progressive=progressive,
     )
 
 
