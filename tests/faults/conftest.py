@@ -71,3 +71,14 @@ def poll(what: str, check: Callable[[], bool], timeout: float = 30.0, every: flo
                 return time.monotonic() - started
         time.sleep(every)
     raise AssertionError(f"{what}: not within {timeout}s")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The figures the crash tests measured (faults/stack.py `report`), after the run,
+    so that they show without `-s`."""
+    from faults.stack import FIGURES
+
+    if FIGURES:
+        terminalreporter.section("fault-injection figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)

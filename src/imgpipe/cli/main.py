@@ -223,7 +223,9 @@ def worker(
         # celery@host) fight over an exclusive control queue and one of them dies.
         f"--hostname={settings.queue_name}-{os.getpid()}@%h",
     ]
-    container.celery.worker_main(argv)
+    # Celery's start() returns the worker's exit status (worker_main() drops it): a worker
+    # that could not start its pool must exit non-zero, so a supervisor restarts it.
+    raise typer.Exit(container.celery.start(argv=argv) or 0)
 
 
 @app.command()

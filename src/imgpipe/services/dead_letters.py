@@ -100,12 +100,22 @@ def retry(
 
 
 def _view(session: Session, row: DeadLetterRow) -> DeadLetterView:
-    attempts = session.scalars(
-        select(JobAttemptRow)
-        .where(JobAttemptRow.image_id == row.image_id, JobAttemptRow.claimed_at <= row.created_at)
-        .order_by(JobAttemptRow.id.desc())
-        .limit(HISTORY_LIMIT)
-    ).all()
+    # The history is this dead letter's own: the attempts since the image's previous
+    # dead letter was retried (or since the beginning), up to this one.
+    previous = session.scalar(
+        select(DeadLetterRow)
+        .where(DeadLetterRow.image_id == row.image_id, DeadLetterRow.created_at < row.created_at)
+        .order_by(DeadLetterRow.created_at.desc())
+        .limit(1)
+    )
+    query = select(JobAttemptRow).where(
+        JobAttemptRow.image_id == row.image_id, JobAttemptRow.claimed_at <= row.created_at
+    )
+    if previous is not None:
+        query = query.where(
+            JobAttemptRow.claimed_at >= (previous.retried_at or previous.created_at)
+        )
+    attempts = session.scalars(query.order_by(JobAttemptRow.id.desc()).limit(HISTORY_LIMIT)).all()
     history = [
         AttemptView(
             attempt=a.attempt,
