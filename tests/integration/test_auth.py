@@ -201,6 +201,13 @@ def test_admin_endpoints_need_an_admin_key(
     assert owners["root"]["admin"] and not owners["alice"]["admin"]
     assert owners["carol"]["revoked_at"] is not None
     assert all(key not in listed.text for key in keyed["keys"].values())
+    # Dead letters name every owner's images: admin keys only, like the key list.
+    assert_problem(as_owner("alice").get("/v1/admin/dead-letters"), 403, "forbidden")
+    retry = as_owner("alice").post("/v1/admin/dead-letters/dlq_x/retry")
+    assert_problem(retry, 403, "forbidden")
+    dead = as_owner("root").get("/v1/admin/dead-letters")
+    assert dead.status_code == 200 and dead.json() == {"items": []}, dead.text
+    assert_problem(as_owner("root").post("/v1/admin/dead-letters/dlq_x/retry"), 404, "not_found")
 
 
 def test_revoking_an_unknown_key_fails(keyed: dict[str, Any]) -> None:
