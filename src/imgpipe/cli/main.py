@@ -151,7 +151,19 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
 
 
 @app.command()
-def api(host: Host = "127.0.0.1", port: Port = 8000) -> None:
+def api(
+    host: Host = "127.0.0.1",
+    port: Port = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="API processes sharing the port. Each runs its Python on one core at a "
+            "time, so a busy render cache wants one per core. /metrics answers for "
+            "whichever process takes the scrape.",
+        ),
+    ] = 1,
+) -> None:
     """The HTTP API alone; workers run separately (`imgpipe worker`)."""
     import uvicorn
 
@@ -169,8 +181,20 @@ def api(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     _logging(settings)
     container = build(settings)
     _require_current_schema(container)
+    if workers == 1:
+        uvicorn.run(
+            create_app(container.deps),
+            host=host,
+            port=port,
+            log_level="warning",
+        )
+        return
+    # Each process builds its own container (cli/asgi.py); this one only supervises.
+    container.close()
     uvicorn.run(
-        create_app(container.deps),
+        "imgpipe.cli.asgi:app_from_environment",
+        factory=True,
+        workers=workers,
         host=host,
         port=port,
         log_level="warning",
@@ -223,9 +247,11 @@ def worker(
         # celery@host) fight over an exclusive control queue and one of them dies.
         f"--hostname={settings.queue_name}-{os.getpid()}@%h",
     ]
-    # Celery's start() returns the worker's exit status (worker_main() drops it): a worker
-    # that could not start its pool must exit non-zero, so a supervisor restarts it.
-    raise typer.Exit(container.celery.start(argv=argv) or 0)
+    from imgpipe.jobs.celery_queue import run_worker
+
+    # A worker that could not start its pool must exit non-zero, so a supervisor
+    # restarts it.
+    raise typer.Exit(run_worker(container.celery, argv))
 
 
 @app.command()

@@ -192,3 +192,21 @@ def _lower_thread_priority(niceness: int) -> None:
     _thread_state.niced = True
     with contextlib.suppress(OSError, AttributeError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+
+
+def run_worker(app: Celery, argv: list[str]) -> int:
+    """Run ``celery worker`` in this process and return its exit status.
+
+    ``Celery.worker_main`` and ``Celery.start`` drop the status: under click 8 a
+    non-standalone ``main`` returns it instead of raising, and Celery does not pass the
+    return value on. A worker whose pool could not start ("Unrecoverable error") would
+    then exit 0, and a supervisor with restart-on-failure would leave it dead.
+    """
+    from celery.bin.celery import celery as celery_command
+
+    celery_command.params[0].default = app
+    try:
+        status = celery_command.main(args=argv, standalone_mode=False)
+    finally:
+        celery_command.params[0].default = None
+    return status if isinstance(status, int) else 0
