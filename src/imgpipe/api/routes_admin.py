@@ -52,36 +52,8 @@ def list_keys(deps: Deps, admin: Admin) -> KeyListOut:
     )
 
 
-class AttemptOut(BaseModel):
-    attempt: int
-    worker: str
-    variants: list[str]
-    claimed_at: datetime
-    finished_at: datetime | None
-    outcome: str | None
-    error_code: str | None
-    error: str | None
-
-
-class DeadLetterOut(BaseModel):
-    id: str
-    image_id: str
-    owner: str
-    variants: list[str]
-    attempts: int
-    error_code: str
-    error: str
-    created_at: datetime
-    retried_at: datetime | None
-    history: list[AttemptOut]
-
-
 class DeadLetterListOut(BaseModel):
-    items: list[DeadLetterOut]
-
-
-def _dead_letter_out(entry: dead_letters.DeadLetterView) -> DeadLetterOut:
-    return DeadLetterOut.model_validate(entry, from_attributes=True)
+    items: list[dead_letters.DeadLetterView]
 
 
 @router.get("/dead-letters", response_model=DeadLetterListOut)
@@ -93,15 +65,19 @@ def list_dead_letters(
 ) -> DeadLetterListOut:
     """Jobs whose variants ran out of attempts, newest first, with every attempt made."""
     entries = dead_letters.list_dead_letters(deps.read_sessions, include_retried, limit)
-    return DeadLetterListOut(items=[_dead_letter_out(e) for e in entries])
+    return DeadLetterListOut(items=entries)
 
 
-@router.post("/dead-letters/{dead_letter_id}/retry", response_model=DeadLetterOut, status_code=202)
-def retry_dead_letter(deps: Deps, admin: Admin, dead_letter_id: str) -> DeadLetterOut:
+@router.post(
+    "/dead-letters/{dead_letter_id}/retry",
+    response_model=dead_letters.DeadLetterView,
+    status_code=202,
+)
+def retry_dead_letter(deps: Deps, admin: Admin, dead_letter_id: str) -> dead_letters.DeadLetterView:
     """Give the job's failed variants fresh attempts and hand it to the workers."""
     result = dead_letters.retry(deps.sessions, [dead_letter_id], enqueued=True)
     if not result.retried:
         raise NotFound(f"No dead letter {dead_letter_id}.")
     for image_id in result.image_ids:
         jobs.hand_out(deps, image_id)
-    return _dead_letter_out(result.retried[0])
+    return result.retried[0]
