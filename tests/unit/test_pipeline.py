@@ -11,10 +11,11 @@ from PIL import Image
 
 from imgpipe.domain.errors import CorruptImage, ProcessTimeout, TooManyPixels
 from imgpipe.domain.media import ImageFormat, Limits
-from imgpipe.domain.profiles import Fit, Profile, ProfileSet
+from imgpipe.domain.profiles import Crop, Fit, Profile, ProfileSet, VariantSpec
 from imgpipe.engine.deadline import Deadline
 from imgpipe.engine.pipeline import Rendered, render_variants
 from imgpipe.engine.probe import probe
+from imgpipe.engine.steps.crop import crop, scale_boxes
 
 LIMITS = Limits(max_upload_bytes=50 << 20, max_pixels=268_435_456, max_frames=500)
 BUILTIN = [s for p in ProfileSet.builtin().profiles.values() for s in p.variants()]
@@ -170,3 +171,31 @@ def test_progressive_jpegs_have_their_own_pixel_budget(tmp_path: Path) -> None:
         probe(progressive, limits)
     roomy = Limits(50 << 20, max_pixels=1_000_000, max_frames=1, max_progressive_pixels=120_000)
     assert probe(progressive, roomy).progressive is True
+
+
+def _face_profile(crop: Crop) -> list[VariantSpec]:
+    return Profile("portrait", 150, 400, fit=Fit.COVER, crop=crop).variants()
+
+
+def test_a_face_crop_without_a_face_is_the_attention_crop(tmp_path: Path) -> None:
+    path = _photo(tmp_path)  # noise and a gradient: nothing a detector calls a face
+    face = render_variants(path, probe(path, LIMITS), _face_profile(Crop.FACE))
+    attention = render_variants(path, probe(path, LIMITS), _face_profile(Crop.ATTENTION))
+    assert _rendered(face.outcomes["portrait"]).data == (
+        _rendered(attention.outcomes["portrait"]).data
+    )
+    assert Profile("p", 1, 1, crop=Crop.FACE).digest != Profile("p", 1, 1).digest
+
+
+def test_a_face_crop_keeps_the_faces_in_the_box() -> None:
+    # Each pixel holds its own x, y: the cut's first pixel says where the window fell.
+    coordinates = pyvips.Image.xyz(600, 400)
+    far_right, low_left = (480, 100, 60, 60), (20, 300, 40, 40)
+    for faces_found in ([far_right], [low_left], [far_right, low_left]):
+        cut = crop(coordinates, (150, 200), Crop.FACE, faces_found)
+        left, top = (int(v) for v in cut.getpoint(0, 0))
+        keep = faces_found if len(faces_found) == 1 else faces_found[:1]  # too far apart
+        for x, y, w, h in keep:
+            assert left <= x and x + w <= left + 150, (faces_found, left)
+            assert top <= y and y + h <= top + 200, (faces_found, top)
+    assert scale_boxes([far_right], 0.5) == [(240, 50, 30, 30)]

@@ -64,6 +64,9 @@ class Profile:
                 "crop": self.crop.value,
                 "q": self.quality,
                 "anim": self.animated.value,
+                # Face crops moved from libvips' attention to face detection: their bytes
+                # changed, so their keys do too (other profiles keep theirs).
+                **({"faces": "haar-1"} if self.crop is Crop.FACE else {}),
             },
             sort_keys=True,
         )

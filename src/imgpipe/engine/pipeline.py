@@ -24,14 +24,15 @@ import pyvips
 
 from imgpipe.domain.errors import CorruptImage, EngineFailure, ImgpipeError
 from imgpipe.domain.media import ImageFormat, ProbeResult
-from imgpipe.domain.profiles import Animated, Fit, Profile, VariantSpec
+from imgpipe.domain.profiles import Animated, Crop, Fit, Profile, VariantSpec
+from imgpipe.engine import faces
 from imgpipe.engine.analyze import analyze_pixels, file_exif
 from imgpipe.engine.deadline import Deadline
 from imgpipe.engine.encode import encode
 from imgpipe.engine.loaders import FAIL_ON, vips_source
 from imgpipe.engine.plan import Geometry, base_size, derivable, plan_geometry
 from imgpipe.engine.steps.alpha import prepare_alpha
-from imgpipe.engine.steps.crop import crop
+from imgpipe.engine.steps.crop import crop, scale_boxes
 from imgpipe.engine.steps.decode import decode, to_srgb8
 from imgpipe.engine.steps.resize import resize
 
@@ -130,6 +131,9 @@ def _render_still(
         return {s.name: error for s in specs}
 
     analysis.update(analyze_pixels(base))
+    # Faces are found once, on the base decode, and mapped into each variant's size.
+    wants_faces = any(s.profile.crop is Crop.FACE and s.profile.fit is Fit.COVER for s in specs)
+    base_faces = faces.detect_faces(base) if wants_faces else []
 
     # Largest first, so each profile's pixels are ready once and reused by its formats.
     outcomes: dict[str, RenderOutcome] = {}
@@ -145,7 +149,8 @@ def _render_still(
                     resized = resize(base, geometry.resize)
                 else:  # larger than the base: a decode of its own, straight to its size
                     resized = decode(path, probe, geometry.resize, all_frames=False)
-                pixels = crop(resized, geometry.crop, spec.profile.crop)
+                found = scale_boxes(base_faces, resized.width / base.width)
+                pixels = crop(resized, geometry.crop, spec.profile.crop, found)
                 shaped[spec.profile.name] = pixels
             deadline.check(f"encode {spec.name}")
             out = prepare_alpha(pixels, spec.format)
