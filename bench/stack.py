@@ -1,7 +1,9 @@
 """Start and stop imgpipe processes for benchmarks: `serve`, or `api` + `worker`s.
 
 Everything listens on 127.0.0.1, runs in its own process group, and is stopped (SIGTERM,
-then SIGKILL) when the `with` block ends.
+then SIGKILL) when the `with` block ends. ``Stack.cpu_seconds`` and ``busy_cores_seconds``
+measure what a server spent, and what the whole machine did meanwhile, so a figure taken
+on a shared machine can be told apart from other people's load.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +91,10 @@ class Stack:
             time.sleep(0.1)
         raise SystemExit(f"imgpipe did not become healthy; logs in {self.data_dir}")
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of every process started so far and their children."""
+        return sum(tree_cpu_seconds(process.pid) for process in self.processes)
+
     def stop(self) -> None:
         for process in self.processes:
             with contextlib.suppress(ProcessLookupError):
@@ -134,3 +141,51 @@ def wait_all_done(
     if pending:
         raise SystemExit(f"{len(pending)} images unfinished after {timeout} s")
     return final
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its live descendants (psutil; 0.0 without it)."""
+    try:
+        import psutil
+    except ImportError:
+        return 0.0
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        members = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    for member in members:
+        with contextlib.suppress(psutil.Error):
+            times = member.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def busy_cores_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (/proc/stat; Linux)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+POSTGRES_ADMIN = os.environ.get("IMGPIPE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1/test")
+
+
+@contextlib.contextmanager
+def postgres_database(admin_url: str = POSTGRES_ADMIN) -> Iterator[str]:
+    """A fresh PostgreSQL database for one run; yields its SQLAlchemy URL, then drops it."""
+    import psycopg
+
+    name = f"imgpipe_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

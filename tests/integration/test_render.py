@@ -192,6 +192,89 @@ def test_unknown_and_deleted_images_are_404_and_their_renders_go(
     assert not any(k.startswith(f"renders/{sha[:2]}/{sha}/") for k in server.stored_keys())
 
 
+def test_a_deleted_image_is_404_even_while_another_image_shares_its_bytes(
+    server: ImgpipeServer, client: httpx.Client, key: bytes
+) -> None:
+    data = noisy(400, 300, seed=5005)
+    deleted = upload_and_wait(client, data, "first.jpg")
+    kept = upload_and_wait(client, data, "second.jpg")
+    sha = deleted["original"]["sha256"]
+    assert kept["original"]["sha256"] == sha  # one original, one render cache for both
+    query = "?w=120&format=webp"
+    deleted_url = signed(key, f"/v1/render/{deleted['id']}{query}")
+    assert client.get(deleted_url).headers["x-render-cache"] == "miss"
+
+    assert client.delete(f"/v1/images/{deleted['id']}").status_code == 204
+    # The other image keeps the bytes, so the cached render stays in storage...
+    assert any(k.startswith(f"renders/{sha[:2]}/{sha}/") for k in server.stored_keys())
+    # ...yet the deleted image's URL is 404 at once, cache or not...
+    assert_problem(client.get(deleted_url), 404, "not_found")
+    assert_problem(client.get(signed(key, f"/v1/render/{deleted['id']}?w=121")), 404, "not_found")
+    # ...while the other image is served from that same cache entry.
+    shared = client.get(signed(key, f"/v1/render/{kept['id']}{query}"))
+    assert shared.status_code == 200 and shared.headers["x-render-cache"] == "hit"
+
+
+def test_an_upload_refused_by_validation_has_nothing_to_render(
+    client: httpx.Client, key: bytes
+) -> None:
+    """A direct upload gets its image id before its bytes are checked; refused, it is 404."""
+    svg = b"<svg xmlns='http://www.w3.org/2000/svg'></svg>"
+    response = client.post("/v1/uploads", json={"filename": "x.svg", "bytes": len(svg)})
+    assert response.status_code == 201, response.text
+    ticket = response.json()
+    upload = ticket["upload"]
+    if upload["method"] == "POST":  # an S3 presigned POST
+        sent = httpx.post(upload["url"], data=upload["fields"], files={"file": ("x.svg", svg)})
+    else:  # the API's own signed PUT (local storage)
+        sent = httpx.put(upload["url"], content=svg, headers=upload["headers"])
+    assert sent.status_code < 300, sent.text
+    image_id = ticket["image_id"]
+    assert_problem(client.post(f"/v1/images/{image_id}/complete"), 415, "unsupported_type")
+    assert_problem(client.get(signed(key, f"/v1/render/{image_id}?w=50")), 404, "not_found")
+
+
+def test_an_original_that_fails_validation_is_not_rendered_even_from_the_cache(
+    server: ImgpipeServer, client: httpx.Client, key: bytes
+) -> None:
+    data = noisy(640, 480, seed=5006)
+    resource = upload_and_wait(client, data, "later-refused.jpg")
+    cached = signed(key, f"/v1/render/{resource['id']}.webp?w=64")
+    assert client.get(cached).status_code == 200  # rendered and cached while valid
+
+    # The stored original stops passing validation (cut before its end marker); the
+    # worker's probe, run again on reprocess, refuses it and the image is failed.
+    sha = resource["original"]["sha256"]
+    replace_object(server, f"originals/{sha[:2]}/{sha}", data[: len(data) // 2])
+    assert client.post(f"/v1/images/{resource['id']}/reprocess").status_code == 202
+    deadline = time.monotonic() + 60
+    while client.get(f"/v1/images/{resource['id']}").json()["status"] != "failed":
+        assert time.monotonic() < deadline, "the image was never marked failed"
+        time.sleep(0.1)
+
+    assert_problem(client.get(cached), 404, "not_found")  # the cached render is not served
+    assert_problem(client.get(signed(key, f"/v1/render/{resource['id']}?w=65")), 404, "not_found")
+
+
+def replace_object(server: ImgpipeServer, key: str, data: bytes) -> None:
+    """Overwrite a stored object behind imgpipe's back, on whichever store it uses."""
+    url = server.settings.get("IMGPIPE_STORAGE_URL", "")
+    if not url.startswith("s3://"):
+        (server.objects_dir / key).write_bytes(data)
+        return
+    import boto3
+
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    client = boto3.client(
+        "s3",
+        endpoint_url=server.settings["IMGPIPE_S3_ENDPOINT_URL"],
+        aws_access_key_id=server.settings["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=server.settings["AWS_SECRET_ACCESS_KEY"],
+        region_name=server.settings["AWS_DEFAULT_REGION"],
+    )
+    client.put_object(Bucket=bucket, Key=f"{prefix}/{key}" if prefix else key, Body=data)
+
+
 def test_sign_command_prints_a_url_the_server_accepts(
     server: ImgpipeServer, client: httpx.Client, photo: dict[str, Any], tmp_path: Path
 ) -> None:

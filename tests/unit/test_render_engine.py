@@ -178,3 +178,70 @@ def test_output_is_deterministic_and_metadata_free(tmp_path: Path, fmt: ImageFor
     decoded = Image.open(io.BytesIO(first.data))
     assert decoded.format == {"webp": "WEBP", "avif": "AVIF", "jpeg": "JPEG"}[fmt.value]
     assert not decoded.info.get("exif")
+
+
+def quadrants_jpeg(tmp_path: Path, size: tuple[int, int], orientation: int = 1) -> Path:
+    """The quadrants as a JPEG, stored sideways for ``orientation`` 6 (viewers turn it)."""
+    upright = Image.open(quadrants(tmp_path, size)).convert("RGB")
+    stored = upright.transpose(Image.Transpose.ROTATE_90) if orientation == 6 else upright
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"quadrants-{orientation}.jpg"
+    stored.save(path, "JPEG", quality=92, exif=exif.tobytes())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("source", "size", "shrink"),
+    [
+        ((3264, 2448), (800, 600), 4),  # 4.08x: libvips' thumbnail would load at 1/2
+        ((6000, 4000), (800, 533), 4),  # 7.5x
+        ((6400, 4800), (800, 600), 8),
+        ((1600, 1200), (900, 675), 1),  # under 2x: a full-size load
+        ((2448, 3264), (600, 800), 4),
+    ],
+)
+def test_jpeg_shrink_on_load_goes_to_the_largest_factor_at_or_above_the_size(
+    source: tuple[int, int], size: tuple[int, int], shrink: int
+) -> None:
+    from imgpipe.domain.media import ProbeResult
+    from imgpipe.engine.steps.decode import jpeg_shrink
+
+    assert jpeg_shrink(ProbeResult(ImageFormat.JPEG, *source), size) == shrink
+    assert jpeg_shrink(ProbeResult(ImageFormat.PNG, *source), size) == 1
+    sideways = ProbeResult(ImageFormat.JPEG, source[1], source[0], orientation=6)
+    assert jpeg_shrink(sideways, size) == shrink  # measured upright
+
+
+def test_renders_scale_jpegs_while_decoding_and_stay_upright(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyvips
+
+    loads: list[object] = []
+    jpegload = pyvips.Image.jpegload
+
+    def spy(filename: str, **options: object) -> object:
+        loads.append(options.get("shrink", 1))
+        return jpegload(filename, **options)
+
+    monkeypatch.setattr(pyvips.Image, "jpegload", spy)
+    path = quadrants_jpeg(tmp_path, (1600, 1200), orientation=6)
+    result = run(path, "w=400", ImageFormat.PNG)
+    assert loads == [4]  # 1600 -> 400: libjpeg decodes at 1/4, no resize left to do
+    assert (result.width, result.height) == (400, 300)
+    out = pixels(result)
+    for xy, colour in (((20, 20), RED), ((380, 20), GREEN), ((20, 280), BLUE)):
+        assert near(out.getpixel(xy), colour), (xy, out.getpixel(xy))
+
+
+def test_profile_decoding_keeps_libvips_own_shrink(tmp_path: Path) -> None:
+    """Variants must stay byte-identical: only renders opt in to the fast shrink."""
+    from imgpipe.engine.steps.decode import decode
+
+    path = quadrants_jpeg(tmp_path, (1600, 1200))
+    facts = probe(path, LIMITS)
+    default = decode(path, facts, (390, 293), all_frames=False)
+    fast = decode(path, facts, (390, 293), all_frames=False, fast_shrink=True)
+    assert (default.width, default.height) == (fast.width, fast.height) == (390, 293)
+    assert default.write_to_memory() != fast.write_to_memory()  # two different decodes

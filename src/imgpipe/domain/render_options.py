@@ -25,7 +25,7 @@ from imgpipe.domain.media import ImageFormat
 
 # Bumped whenever the engine's output for unchanged options changes: it is part of every
 # render's cache key, so old keys are never reused for new bytes.
-RENDER_VERSION = 1
+RENDER_VERSION = 2  # 2: JPEGs scale on load straight to the render size
 
 MAX_DIMENSION = 8192
 DEFAULT_QUALITY = 80

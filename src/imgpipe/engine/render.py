@@ -123,8 +123,9 @@ def _render(
     decode_size = geometry.resized
     if options.rotate in (90, 270):
         decode_size = (decode_size[1], decode_size[0])
-    # Materialised: crop strategies and face detection read the pixels more than once.
-    image = decode(path, probe, decode_size, all_frames=False).copy_memory()
+    # JPEG scaled by libjpeg all the way to the planned size (steps/decode.py). Then
+    # materialised: crop strategies and face detection read the pixels more than once.
+    image = decode(path, probe, decode_size, all_frames=False, fast_shrink=True).copy_memory()
     image = transform.rotate(image, options.rotate)
     image = transform.flip(image, options.flip)
 

@@ -1,10 +1,14 @@
 """On-demand render: verify -> parse -> negotiate -> authorise -> cache hit, or render once.
 
-The use case behind ``GET /v1/render/{id}``. The signature is checked before anything
-else (an unsigned or forged URL costs one HMAC per key), then the options are parsed into
-their one canonical form. The result is stored under a key derived from (original sha256,
-canonical options, negotiated format, watermark bytes), so the second request is a read
-from storage with no decode at all. Concurrent first requests for one key in this process
+The use case behind ``GET /v1/render/{id}``, in two parts so the API can run them on
+different threads: ``lookup`` (a 304, a cache hit, or the authorised render to make) and
+``make`` (the render itself); ``render_image`` is both. The signature is checked before
+anything else (an unsigned or forged URL costs one HMAC per key), then the options are
+parsed into their one canonical form, then the image's row is read on every request, hit
+or not: a deleted image, a failed one and another owner's are 404 at once, whatever is
+cached. The result is stored under a key derived from (original sha256, canonical
+options, negotiated format, watermark bytes), so the second request is a read from
+storage with no decode at all. Concurrent first requests for one key in this process
 wait on one lock and render once; across processes a rare duplicate render can happen and
 is harmless, since output is deterministic and the key is the same.
 """
@@ -14,13 +18,15 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy import select
+from sqlalchemy import Engine, bindparam, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from imgpipe.db.schema import ImageRow
 from imgpipe.domain.errors import ImgpipeError, NotFound
@@ -69,7 +75,47 @@ class RenderResponse:
     cache: str = "hit"  # hit | miss
 
 
+@dataclass(frozen=True, slots=True)
+class RenderTarget:
+    """An authorised render of an existing image: where its result is cached, how to make it."""
+
+    sha256: str
+    options: RenderOptions
+    format: ImageFormat | None  # None: JPEG, or PNG where alpha matters (format=auto, legacy)
+    watermark_path: Path | None
+    key: str
+    etag: str
+    vary_accept: bool
+
+
 def render_image(deps: ServiceDeps, owner: str | None, request: RenderRequest) -> RenderResponse:
+    """The whole use case: ``lookup``, then ``make`` on a miss."""
+    found = lookup(deps, owner, request)
+    return make(deps, found) if isinstance(found, RenderTarget) else found
+
+
+def lookup(
+    deps: ServiceDeps, owner: str | None, request: RenderRequest
+) -> RenderResponse | RenderTarget:
+    """A 304, a cache hit, or (a miss) the authorised render to make.
+
+    Never decodes: the signature, the options, one indexed query for the image's row and
+    one storage read. The API runs it on a few threads and ``make`` apart (api/routes_render).
+    """
+    target = authorise(deps, owner, request)
+    if isinstance(target, RenderResponse):
+        return target
+    data = _cached(deps, target.key)
+    if data is None:
+        return target
+    RENDERS.labels("hit").inc()
+    return RenderResponse(target.etag, target.vary_accept, media_type=_media_type(data), data=data)
+
+
+def authorise(
+    deps: ServiceDeps, owner: str | None, request: RenderRequest
+) -> RenderTarget | RenderResponse:
+    """Signature, options, format and the image's row: the render's cache key, or 304."""
     options = _authorised_options(deps, request, owner)
     watermark_path, watermark_digest = _watermark(deps, options)
     negotiated = _negotiate(options, request.accept)
@@ -77,24 +123,28 @@ def render_image(deps: ServiceDeps, owner: str | None, request: RenderRequest) -
 
     ext = LEGACY if negotiated == LEGACY else ImageFormat(negotiated).extension
     digest = options.cache_digest(negotiated, watermark_digest)
-    key = keys.render(sha256, digest, ext)
     etag = f'"{sha256[:16]}-{digest}"'
     vary = options.format is OutputFormat.AUTO
     if request.if_none_match and etag in _etags(request.if_none_match):
         RENDERS.labels("not_modified").inc()
         return RenderResponse(etag, vary, not_modified=True)
+    fmt = None if negotiated == LEGACY else ImageFormat(negotiated)
+    key = keys.render(sha256, digest, ext)
+    return RenderTarget(sha256, options, fmt, watermark_path, key, etag, vary)
 
-    data = _cached(deps, key)
+
+def make(deps: ServiceDeps, target: RenderTarget) -> RenderResponse:
+    """Render once per key in this process (later requests wait, then read the result)."""
     cache = "hit"
-    if data is None:
-        with _LOCKS.hold(key):
-            data = _cached(deps, key)  # another request may have rendered it meanwhile
-            if data is None:
-                fmt = None if negotiated == LEGACY else ImageFormat(negotiated)
-                data = _render_and_store(deps, sha256, options, fmt, watermark_path, key)
-                cache = "miss"
+    with _LOCKS.hold(target.key):
+        data = _cached(deps, target.key)  # another request may have rendered it meanwhile
+        if data is None:
+            data = _render_and_store(deps, target)
+            cache = "miss"
     RENDERS.labels(cache).inc()
-    return RenderResponse(etag, vary, media_type=_media_type(data), data=data, cache=cache)
+    return RenderResponse(
+        target.etag, target.vary_accept, media_type=_media_type(data), data=data, cache=cache
+    )
 
 
 def _authorised_options(
@@ -147,16 +197,35 @@ def _renderable_sha(deps: ServiceDeps, image_id: str, owner: str | None) -> str:
     """The original's sha256: 404 for another owner's, a deleted or a failed image.
 
     ``owner`` None: a signed request without an API key, authorised by its signature alone.
-    One narrow query (no ORM objects, no variants): it runs on every cache hit.
+    It runs on every cache hit, so it is one statement, built once, on a plain connection
+    of the read-only engine: an ORM session around the same query costs twice as much.
     """
-    query = select(ImageRow.sha256, ImageRow.status).where(ImageRow.id == image_id)
+    query, params = (_ROW_BY_ID, {"id": image_id})
     if owner is not None:
-        query = query.where(ImageRow.owner == owner)
-    with deps.read_sessions() as session:
-        row = session.execute(query).first()
+        query, params = (_ROW_BY_ID_AND_OWNER, {"id": image_id, "owner": owner})
+    with _read_engine(deps).connect() as connection:
+        row = connection.execute(query, params).first()
     if row is None or row.status == ImageStatus.FAILED.value:
         raise NotFound(f"No image {image_id}.")
     return str(row.sha256)
+
+
+_ROW_BY_ID = select(ImageRow.sha256, ImageRow.status).where(ImageRow.id == bindparam("id"))
+_ROW_BY_ID_AND_OWNER = _ROW_BY_ID.where(ImageRow.owner == bindparam("owner"))
+_READ_ENGINES: weakref.WeakKeyDictionary[sessionmaker[Session], Engine] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _read_engine(deps: ServiceDeps) -> Engine:
+    """The engine behind ``deps.read_sessions`` (its read-only execution options kept)."""
+    engine = _READ_ENGINES.get(deps.read_sessions)
+    if engine is None:
+        with deps.read_sessions() as session:
+            bind = session.get_bind()
+        engine = bind if isinstance(bind, Engine) else bind.engine
+        _READ_ENGINES[deps.read_sessions] = engine
+    return engine
 
 
 def _cached(deps: ServiceDeps, key: str) -> bytes | None:
@@ -166,16 +235,10 @@ def _cached(deps: ServiceDeps, key: str) -> bytes | None:
         return None
 
 
-def _render_and_store(
-    deps: ServiceDeps,
-    sha256: str,
-    options: RenderOptions,
-    fmt: ImageFormat | None,
-    watermark_path: Path | None,
-    key: str,
-) -> bytes:
+def _render_and_store(deps: ServiceDeps, target: RenderTarget) -> bytes:
     started = time.perf_counter()
-    with deps.store.local_file(keys.original(sha256)) as path:
+    options = target.options
+    with deps.store.local_file(keys.original(target.sha256)) as path:
         try:
             facts = probe(path, deps.limits)
         except ImgpipeError as exc:
@@ -194,9 +257,14 @@ def _render_and_store(
             )
         with _SLOTS.slot(deps.render.max_in_flight):
             rendered = render(
-                path, facts, options, fmt, watermark_path, Deadline(deps.process_timeout_s)
+                path,
+                facts,
+                options,
+                target.format,
+                target.watermark_path,
+                Deadline(deps.process_timeout_s),
             )
-    deps.store.put_bytes(key, rendered.data)
+    deps.store.put_bytes(target.key, rendered.data)
     RENDER_SECONDS.observe(time.perf_counter() - started)
     return rendered.data
 
