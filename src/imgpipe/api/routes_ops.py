@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,8 +25,22 @@ def prometheus_metrics(request: Request) -> Response:
     deps: ServiceDeps = request.app.state.deps
     live = CollectorRegistry(auto_describe=False)
     live.register(_BacklogCollector(deps))
-    body = generate_latest(REGISTRY) + generate_latest(live)
+    body = generate_latest(_recorded()) + generate_latest(live)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def _recorded() -> CollectorRegistry:
+    """This process's metrics, or every process's under `imgpipe api --workers N`.
+
+    With several API processes on one port, a scrape reaches any one of them; in
+    prometheus-client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by the command
+    before the processes start) each records to files there and any one reports the sum.
+    """
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
 
 
 class _BacklogCollector(Collector):

@@ -159,8 +159,7 @@ def api(
         typer.Option(
             min=1,
             help="API processes sharing the port. Each runs its Python on one core at a "
-            "time, so a busy render cache wants one per core. /metrics answers for "
-            "whichever process takes the scrape.",
+            "time, so a busy render cache wants one per core. /metrics sums them all.",
         ),
     ] = 1,
 ) -> None:
@@ -191,6 +190,9 @@ def api(
         return
     # Each process builds its own container (cli/asgi.py); this one only supervises.
     container.close()
+    from imgpipe.cli.runtime import prepare_multiprocess_metrics
+
+    prepare_multiprocess_metrics()  # inherited by the processes: /metrics sums them all
     uvicorn.run(
         "imgpipe.cli.asgi:app_from_environment",
         factory=True,
