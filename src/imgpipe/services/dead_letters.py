@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from imgpipe.db.schema import DeadLetterRow, ImageRow, JobAttemptRow, utcnow
+from imgpipe.db.schema import DeadLetterRow, JobAttemptRow, utcnow
 from imgpipe.domain.states import VariantStatus
 from imgpipe.services import jobs
 
@@ -81,11 +81,7 @@ def retry(
     for dead_letter_id in dict.fromkeys(dead_letter_ids):
         with sessions.begin() as session:
             row = session.get(DeadLetterRow, dead_letter_id)
-            image = (
-                session.get(ImageRow, row.image_id, with_for_update=True)
-                if row is not None
-                else None
-            )
+            image = jobs.locked_image(session, row.image_id) if row is not None else None
             if row is None or image is None:
                 unknown.append(dead_letter_id)
                 continue

@@ -107,7 +107,7 @@ def claim(deps: ServiceDeps, image_id: str) -> tuple[Claim | None, str | None]:
     """
     now = utcnow()
     with deps.sessions.begin() as session:
-        image = _locked(session, image_id)
+        image = locked_image(session, image_id)
         if image is None or image.due_at is None or image.due_at > now:
             return None, None  # deleted, finished, held by a live lease, or not yet due
         if image.lease_owner is not None:
@@ -184,7 +184,7 @@ def settle(
     now = utcnow()
     policy = deps.jobs.retry
     with deps.sessions.begin() as session:
-        image = _locked(session, claim.image_id)
+        image = locked_image(session, claim.image_id)
         if image is None:
             return Settled(None, None)  # deleted while it was being made
         if image.lease_owner != claim.lease_owner:
@@ -298,7 +298,8 @@ def reset_for_retry(
     repo.refresh_status(image, now)
 
 
-def _locked(session: Session, image_id: str) -> ImageRow | None:
+def locked_image(session: Session, image_id: str) -> ImageRow | None:
+    """The image row, locked for this transaction: every change to a job goes through it."""
     # FOR UPDATE on PostgreSQL serialises claims of one image; SQLite's write
     # transactions (BEGIN IMMEDIATE) are serialised already.
     return session.get(ImageRow, image_id, with_for_update=True, populate_existing=True)

@@ -94,7 +94,7 @@ def _expire_and_hand_out(
     deps: ServiceDeps, image_id: str, now: datetime, force: bool = False
 ) -> bool:
     with deps.sessions.begin() as session:
-        image = session.get(ImageRow, image_id, with_for_update=True, populate_existing=True)
+        image = jobs.locked_image(session, image_id)
         if image is None:
             return False
         expired = image.lease_owner is not None and (
