@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/render_bench.py [--seconds 20] [--stack serve|api]
         [--api-workers 2] [--database sqlite|postgres] [--photos DIR] [--out FILE.json]
-        [--thumbor /tmp/thumbor-venv/bin/thumbor] [--skip-thumbor]
+        [--thumbor /tmp/thumbor-venv/bin/thumbor] [--skip-thumbor] [--render-source on|off]
 
 What it does, in one run on one machine (loopback only):
 
@@ -25,16 +25,18 @@ What it does, in one run on one machine (loopback only):
    Latency is therefore taken at a load a CDN's origin fetches look like (4 at once),
    throughput where the server is saturated (16 and 32). Without wrk, a Python
    closed-loop client does the same (its own overhead lowers the figures).
-3. cold renders: ``w=800&h=600`` (fit inside) WebP, ``--in-flight`` (2) requests at
-   once, every request a cache miss (each URL has its own quality 50-99, so its own
-   cache key), alternating in ``ROUNDS`` slices with thumbor (so load from elsewhere on
-   the machine hits both alike). Targets: p99 < 150 ms, >= 1.5x thumbor's requests/s,
-   and a lower p99 than thumbor's. Also printed per photo (p50 and max): one slow photo
-   sets the p99 of the whole mix. Each request comes on a connection of its own: with
-   two kept-alive connections, each of thumbor's processes keeps the connections it
-   accepted, and in some runs one process got both and served at half speed (13.8-16.7
-   requests/s over a run, against 21.5 when they were split): an artefact of so few
-   connections, not thumbor's real capacity.
+3. cold renders: ``w=800&h=600`` (fit inside) WebP, ``--in-flight`` (2) requests at once,
+   every request a cache miss (each URL has its own quality 50-99, so its own cache key),
+   alternating in ``ROUNDS`` slices with thumbor (so load from elsewhere on the machine hits
+   both alike). imgpipe renders these from each image's render source, the 1920x1080 copy its
+   worker kept at upload (engine/render_source.py); ``--render-source off``
+   (IMGPIPE_RENDER_INTERMEDIATE=false) measures renders that decode the original instead, as
+   thumbor does. Targets: p99 < 150 ms, >= 1.5x thumbor's requests/s, and a lower p99 than
+   thumbor's. Also printed per photo (p50 and max): one slow photo sets the p99 of the whole
+   mix. Each request comes on a connection of its own: with two kept-alive connections, each
+   of thumbor's processes keeps the connections it accepted, and in some runs one process got
+   both and served at half speed (13.8-16.7 requests/s over a run, against 21.5 when they
+   were split): an artefact of so few connections, not thumbor's real capacity.
 4. thumbor (pip, in its own virtualenv, never in our pyproject), file loader, no
    storage and no result storage, 2 processes, the same photos and the same job
    (``/unsafe/fit-in/800x600/filters:format(webp):quality(Q)/PHOTO``).
@@ -42,6 +44,10 @@ What it does, in one run on one machine (loopback only):
    detector finds must lie inside the crop window (reported per photo and box);
 6. AVIF cost: 800x600 WebP against AVIF at the configured effort (encode.AVIF_EFFORT),
    in-process, time and bytes.
+7. render source, per photo, in-process: CPU per 800x600 WebP render from the original
+   and from the copy, the copy's size and what it costs the worker to encode it, and the
+   SSIM of each render against a float Lanczos reference from the full original
+   (benchlib.quality): what reading the copy costs in quality.
 
 Every load figure comes with ``server_cpu_ms``: the server's CPU time (its whole process
 tree, from psutil) per request, and ``other_cores``: how many cores the rest of the
@@ -288,6 +294,8 @@ def imgpipe_stack(args: argparse.Namespace, work: Path) -> Iterator[tuple[Stack,
     """The stack under test, started and healthy; yields it and its one-line description."""
     with contextlib.ExitStack() as exit_stack:
         settings = {"signing_key": SIGNING_KEY}
+        if args.render_source == "off":
+            settings["render_intermediate"] = "false"
         if args.stack == "api":
             if args.database == "postgres":
                 settings["database_url"] = exit_stack.enter_context(postgres_database())
@@ -308,7 +316,7 @@ def imgpipe_stack(args: argparse.Namespace, work: Path) -> Iterator[tuple[Stack,
             stack.run("serve", "--port", str(stack.port), log_name="serve")
             described = "imgpipe serve (one process, embedded workers), SQLite, local disk"
         stack.wait_healthy(timeout=60)
-        yield stack, described
+        yield stack, f"{described}, render source {args.render_source}"
 
 
 def upload_all(base: str, photos: list[Path], copies: int = 2) -> list[tuple[str, str]]:
@@ -517,6 +525,77 @@ def avif_cost(photos: list[Path]) -> dict[str, Any]:
     return out
 
 
+def source_quality(photos: list[Path]) -> list[dict[str, Any]]:
+    from urllib.parse import parse_qsl
+
+    from PIL import Image
+
+    from benchlib.quality import lanczos_resize, load_rgb, ssim
+    from imgpipe import engine
+    from imgpipe.domain.media import ImageFormat, Limits
+    from imgpipe.domain.render_options import parse_options
+    from imgpipe.engine import render_source
+    from imgpipe.engine.probe import probe
+    from imgpipe.engine.render import plan_render, render
+    from imgpipe.engine.steps.decode import decode
+
+    engine.configure()
+    options = parse_options(parse_qsl("w=800&h=600&q=80"))
+    limits = Limits(1 << 30, 1 << 30, 500)
+
+    def cpu_ms(work: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
+        times, result = [], None
+        for _ in range(repeat):
+            started = time.process_time()
+            result = work()
+            times.append((time.process_time() - started) * 1000)
+        return round(statistics.median(times), 1), result
+
+    def pixels(data: bytes) -> Any:
+        import io
+
+        import numpy as np
+
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.float32)
+
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for path in photos:
+            facts = probe(path, limits)
+            size = render_source.source_size(facts)
+            if size is None:
+                continue
+            geometry = plan_render(facts.upright_size, options)
+            base = decode(path, facts, size, all_frames=False).copy_memory()
+            encode_ms, copy = cpu_ms(lambda base=base: render_source.encode_source(base))
+            copy_path = Path(scratch) / f"{path.stem}.jpg"
+            copy_path.write_bytes(copy)
+            copy_facts = probe(copy_path, limits)
+            original_ms, from_original = cpu_ms(
+                lambda path=path, facts=facts: render(path, facts, options, ImageFormat.WEBP)
+            )
+            copy_ms, from_copy = cpu_ms(
+                lambda cp=copy_path, cf=copy_facts, g=geometry: render(
+                    cp, cf, options, ImageFormat.WEBP, geometry=g, fast_shrink=False
+                )
+            )
+            reference = lanczos_resize(load_rgb(path), geometry.output)
+            rows.append(
+                {
+                    "photo": path.name,
+                    "copy_kib": round(len(copy) / 1024),
+                    "copy_encode_ms": encode_ms,
+                    "render_cpu_ms": {"original": original_ms, "copy": copy_ms},
+                    "ssim": {
+                        "original": round(ssim(reference, pixels(from_original.data)), 4),
+                        "copy": round(ssim(reference, pixels(from_copy.data)), 4),
+                    },
+                }
+            )
+    return rows
+
+
 # --- targets ----------------------------------------------------------------------------
 
 
@@ -570,6 +649,8 @@ def main() -> int:
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--thumbor", default="/tmp/thumbor-venv/bin/thumbor")
     parser.add_argument("--skip-thumbor", action="store_true")
+    parser.add_argument("--render-source", choices=("on", "off"), default="on")
+    parser.add_argument("--skip-source-quality", action="store_true")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -607,6 +688,9 @@ def main() -> int:
 
         results["face_crop"] = face_crops(args.photos)
         results["avif_cost_800x600"] = avif_cost(photos[:4])
+        if not args.skip_source_quality:
+            print("render_bench: render source quality", file=sys.stderr)
+            results["source_quality"] = source_quality(photos)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     render_max_pixels: int = Field(default=16_777_216, gt=0)
     # Cold renders at once per API process (default: the number of cores).
     render_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)
+    # Renders that fit inside it are made from a 1920x1080 copy the worker keeps, instead
+    # of decoding the original (docs/render.md, "Render source"). false: always the original.
+    render_intermediate: bool = True
     # Watermark PNGs for `wm=NAME` (NAME.png); default DATA_DIR/watermarks.
     watermarks_dir: Path | None = None
     # Jobs (docs/reliability.md). Claims per variant before it is dead-lettered.

@@ -195,6 +195,7 @@ def build(settings: Settings) -> Container:
             max_output_pixels=settings.render_max_pixels,
             watermarks_dir=settings.watermarks_dir or settings.data_dir / "watermarks",
             max_in_flight=settings.render_concurrency,
+            intermediate=settings.render_intermediate,
         ),
         access=_access(settings),
         webhooks=_webhooks(settings, queue),

@@ -13,6 +13,8 @@ import pytest
 from PIL import Image
 
 from imgpipe.domain.signing import render_message, sign, sign_render_url
+from imgpipe.engine.render_source import SOURCE_VERSION
+from imgpipe.storage import keys
 
 from .conftest import ImgpipeServer, assert_problem, upload_and_wait
 from .images import noisy, unique_png
@@ -182,10 +184,12 @@ def test_unknown_and_deleted_images_are_404_and_their_renders_go(
     server: ImgpipeServer, client: httpx.Client, key: bytes
 ) -> None:
     assert_problem(client.get(signed(key, "/v1/render/img_nosuchimage?w=10")), 404, "not_found")
-    resource = upload_and_wait(client, noisy(400, 300, seed=5003), "gone.jpg")
+    # Large enough for the worker to keep a render source (the 1920x1080 copy renders read).
+    resource = upload_and_wait(client, noisy(3000, 2000, seed=5003), "gone.jpg")
     url = signed(key, f"/v1/render/{resource['id']}.webp?w=50")
     assert client.get(url).status_code == 200
     sha = resource["original"]["sha256"]
+    assert keys.render_source(sha, SOURCE_VERSION) in server.stored_keys()
     assert any(k.startswith(f"renders/{sha[:2]}/{sha}/") for k in server.stored_keys())
     assert client.delete(f"/v1/images/{resource['id']}").status_code == 204
     assert_problem(client.get(url), 404, "not_found")

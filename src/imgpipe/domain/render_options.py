@@ -25,6 +25,7 @@ from imgpipe.domain.media import ImageFormat
 
 # Bumped whenever the engine's output for unchanged options changes: it is part of every
 # render's cache key, so old keys are never reused for new bytes.
+# (Whether renders read the render source is in the key too: services/render.py.)
 RENDER_VERSION = 2  # 2: JPEGs scale on load straight to the render size
 
 MAX_DIMENSION = 8192
@@ -357,6 +358,9 @@ class RenderConfig:
     watermarks_dir: Path | None = None
     # Cold renders running at once in this process; more wait their turn.
     max_in_flight: int = 2
+    # Render from the image's render source (a 1920x1080 copy) where it holds enough
+    # pixels, instead of from the original (engine/render_source.py).
+    intermediate: bool = True
 
 
 def split_render_path(path: str) -> tuple[str, OutputFormat | None]:

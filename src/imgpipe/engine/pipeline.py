@@ -9,7 +9,8 @@ per profile, since holding every frame of a large animation in memory would cost
 more than decoding twice.
 
 Each variant succeeds or fails on its own; the result maps variant name to bytes or to
-the error that stopped it.
+the error that stopped it. On request the base decode is also kept as the image's render
+source (engine/render_source.py), which on-demand renders read instead of the original.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from imgpipe.engine.deadline import Deadline
 from imgpipe.engine.encode import encode
 from imgpipe.engine.loaders import FAIL_ON, vips_source
 from imgpipe.engine.plan import Geometry, base_size, derivable, plan_geometry
+from imgpipe.engine.render_source import encode_source
+from imgpipe.engine.render_source import source_size as render_source_size
 from imgpipe.engine.steps.alpha import prepare_alpha
 from imgpipe.engine.steps.crop import crop, scale_boxes
 from imgpipe.engine.steps.decode import decode, to_srgb8
@@ -60,6 +63,8 @@ class RenderResult:
     outcomes: dict[str, RenderOutcome]
     # Sanitised EXIF, dominant colours, BlurHash, pHash; empty when nothing could decode.
     analysis: dict[str, Any]
+    # The render source's bytes, when asked for and the image gets one.
+    render_source: bytes | None = None
 
 
 def render_variants(
@@ -67,21 +72,25 @@ def render_variants(
     probe: ProbeResult,
     specs: Sequence[VariantSpec],
     deadline: Deadline | None = None,
+    *,
+    keep_render_source: bool = False,
 ) -> RenderResult:
     deadline = deadline or Deadline(None)
     outcomes: dict[str, RenderOutcome] = {}
     analysis: dict[str, Any] = {}
+    source: bytes | None = None
     still = [s for s in specs if not _keeps_animation(probe, s)]
     moving = [s for s in specs if _keeps_animation(probe, s)]
     if still:
-        outcomes.update(_render_still(path, probe, still, deadline, analysis))
+        made, source = _render_still(path, probe, still, deadline, analysis, keep_render_source)
+        outcomes.update(made)
     for spec in moving:
         outcomes[spec.name] = _guard(lambda s=spec: _render_animated(path, probe, s, deadline))
     if not analysis and any(isinstance(o, Rendered) for o in outcomes.values()):
         analysis.update(_analyze_first_frame(path, probe))
     if analysis:
         analysis["exif"] = file_exif(path, probe.format)
-    return RenderResult(outcomes, analysis)
+    return RenderResult(outcomes, analysis, source)
 
 
 def _analyze_first_frame(path: Path, probe: ProbeResult) -> dict[str, Any]:
@@ -111,7 +120,8 @@ def _render_still(
     specs: Sequence[VariantSpec],
     deadline: Deadline,
     analysis: dict[str, Any],
-) -> dict[str, RenderOutcome]:
+    keep_render_source: bool,
+) -> tuple[dict[str, RenderOutcome], bytes | None]:
     upright = probe.upright_size
     geometries = {s.profile.name: plan_geometry(upright, s.profile) for s in specs}
     try:
@@ -120,17 +130,24 @@ def _render_still(
         # Materialise once: every variant below reads these pixels, not the file.
         base = decode(path, probe, base_dims, all_frames=False).copy_memory()
     except ImgpipeError as exc:
-        return {s.name: exc for s in specs}
+        return {s.name: exc for s in specs}, None
     except pyvips.Error as exc:
         error: ImgpipeError = CorruptImage("The image data could not be decoded.")
         error.__cause__ = exc
-        return {s.name: error for s in specs}
+        return {s.name: error for s in specs}, None
     except Exception as exc:  # a decoder bug must fail this image, not the worker
         log.exception("decode failed unexpectedly")
         error = EngineFailure(f"Decoding failed: {type(exc).__name__}.")
-        return {s.name: error for s in specs}
+        return {s.name: error for s in specs}, None
 
     analysis.update(analyze_pixels(base))
+    source: bytes | None = None
+    if keep_render_source and render_source_size(probe) == base_dims:
+        # A cache for renders, not a variant: if it cannot be made, renders make it later.
+        try:
+            source = encode_source(base)
+        except pyvips.Error:
+            log.warning("render source not encoded", exc_info=True)
     # Faces are found once, on the base decode, and mapped into each variant's size.
     wants_faces = any(s.profile.crop is Crop.FACE and s.profile.fit is Fit.COVER for s in specs)
     base_faces = faces.detect_faces(base) if wants_faces else []
@@ -158,7 +175,7 @@ def _render_still(
             return Rendered(spec.name, spec.format, out.width, out.height, 1, data)
 
         outcomes[spec.name] = _guard(render_one)
-    return outcomes
+    return outcomes, source
 
 
 def _render_animated(

@@ -1,7 +1,8 @@
 """Make an image's variants: the use case every worker (embedded or Celery) runs.
 
 Claim the job under a lease (services.jobs), render every claimed variant from one
-decode, store each under its content-addressed key, then settle: record each variant's
+decode, store each under its content-addressed key (and the render source that
+on-demand renders read, engine/render_source.py), then settle: record each variant's
 outcome, schedule retries of transient failures, and hand out the webhook event.
 Safe to run twice: keys are deterministic and the bytes are too, so a repeat overwrites
 a variant with identical bytes.
@@ -13,6 +14,7 @@ import logging
 
 from imgpipe.domain.errors import ImgpipeError, UnexpectedFailure
 from imgpipe.domain.media import ImageFormat
+from imgpipe.engine import render_source
 from imgpipe.engine.deadline import Deadline
 from imgpipe.engine.pipeline import RenderOutcome, render_variants
 from imgpipe.engine.probe import probe
@@ -38,8 +40,10 @@ def _process(deps: ServiceDeps, image_id: str) -> None:
     if claim is None:
         return
     with jobs.Heartbeat(deps, claim):
-        outcomes, metadata = _render(deps, claim)
+        outcomes, metadata, source = _render(deps, claim)
         results = _store_variants(deps, claim, outcomes)
+        if source is not None:
+            _store_render_source(deps, claim.sha256, source)
     settled = jobs.settle(deps, claim, results, metadata)
     if settled.event_id is not None:
         webhooks.hand_out_first(deps, settled.event_id)
@@ -49,20 +53,32 @@ def _process(deps: ServiceDeps, image_id: str) -> None:
 
 def _render(
     deps: ServiceDeps, claim: jobs.Claim
-) -> tuple[dict[str, RenderOutcome], dict[str, object]]:
+) -> tuple[dict[str, RenderOutcome], dict[str, object], bytes | None]:
     try:
         with deps.store.local_file(keys.original(claim.sha256)) as path:
             facts = probe(path, deps.limits)
             result = render_variants(
-                path, facts, list(claim.specs.values()), Deadline(deps.process_timeout_s)
+                path,
+                facts,
+                list(claim.specs.values()),
+                Deadline(deps.process_timeout_s),
+                keep_render_source=deps.render.intermediate,
             )
-        return dict(result.outcomes), dict(result.analysis)
+        return dict(result.outcomes), dict(result.analysis), result.render_source
     except ImgpipeError as exc:
-        return {name: exc for name in claim.specs}, {}
+        return {name: exc for name in claim.specs}, {}, None
     except Exception as exc:  # unknown: retried like a transient failure, then dead-lettered
         log.exception("unexpected error while rendering")
         failure = UnexpectedFailure(f"{type(exc).__name__}: {exc}"[:500])
-        return {name: failure for name in claim.specs}, {}
+        return {name: failure for name in claim.specs}, {}, None
+
+
+def _store_render_source(deps: ServiceDeps, sha256: str, data: bytes) -> None:
+    """A cache, not a variant: a failed write leaves renders to make the copy themselves."""
+    try:
+        deps.store.put_bytes(keys.render_source(sha256, render_source.SOURCE_VERSION), data)
+    except ImgpipeError:
+        log.warning("render source not stored", exc_info=True)
 
 
 def _store_variants(

@@ -11,10 +11,16 @@ options, negotiated format, watermark bytes), so the second request is a read fr
 storage with no decode at all. Concurrent first requests for one key in this process
 wait on one lock and render once; across processes a rare duplicate render can happen and
 is harmless, since output is deterministic and the key is the same.
+
+A render whose pixels fit in the image's render source (a 1920x1080 copy the worker keeps,
+engine/render_source.py) is made from that copy rather than the original: a tenth of the
+pixels to decode. An image without its copy yet (processed before copies existed, or the
+copy lost) gets it made here, once, from the original: the same bytes the worker makes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
@@ -30,7 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from imgpipe.db.schema import ImageRow
 from imgpipe.domain.errors import ImgpipeError, NotFound
-from imgpipe.domain.media import ImageFormat
+from imgpipe.domain.media import ImageFormat, ProbeResult
 from imgpipe.domain.render_options import (
     BadOption,
     OutputFormat,
@@ -39,13 +45,23 @@ from imgpipe.domain.render_options import (
 )
 from imgpipe.domain.signing import authorise_render
 from imgpipe.domain.states import ImageStatus
+from imgpipe.engine import render_source
 from imgpipe.engine.deadline import Deadline
 from imgpipe.engine.probe import probe
-from imgpipe.engine.render import plan_render, render
+from imgpipe.engine.render import decode_size, plan_render, render
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.storage import keys
 
 RENDERS = Counter("imgpipe_renders", "Render requests served, by cache outcome.", ["outcome"])
+RENDERS_FROM = Counter(
+    "imgpipe_renders_made",
+    "Cold renders made, by what they decoded: the render source or the original.",
+    ["source"],
+)
+RENDER_SOURCES_MADE = Counter(
+    "imgpipe_render_sources_made",
+    "Render sources a render had to make from the original (the worker makes the rest).",
+)
 RENDER_SECONDS = Histogram(
     "imgpipe_render_duration_seconds",
     "Cold render time: probe, decode, steps, encode and store.",
@@ -122,7 +138,9 @@ def authorise(
     sha256 = _renderable_sha(deps, request.image_id, owner)
 
     ext = LEGACY if negotiated == LEGACY else ImageFormat(negotiated).extension
-    digest = options.cache_digest(negotiated, watermark_digest)
+    # Whether renders may read the render source changes their bytes, so it is in the key.
+    source_tag = f"source-v{render_source.SOURCE_VERSION}" if deps.render.intermediate else ""
+    digest = options.cache_digest(negotiated, watermark_digest + source_tag)
     etag = f'"{sha256[:16]}-{digest}"'
     vary = options.format is OutputFormat.AUTO
     if request.if_none_match and etag in _etags(request.if_none_match):
@@ -255,18 +273,65 @@ def _render_and_store(deps: ServiceDeps, target: RenderTarget) -> bytes:
                 f"a size whose output has at most {deps.render.max_output_pixels} pixels",
                 f"{width}x{height}",
             )
-        with _SLOTS.slot(deps.render.max_in_flight):
+        source_size = render_source.source_size(facts) if deps.render.intermediate else None
+        from_source = source_size is not None and render_source.serves(
+            source_size, decode_size(geometry, options)
+        )
+        with _SLOTS.slot(deps.render.max_in_flight), contextlib.ExitStack() as stack:
+            pixels_path, pixels_facts = path, facts
+            if from_source and source_size is not None:
+                pixels_path, pixels_facts = stack.enter_context(
+                    _render_source(deps, target.sha256, path, facts, source_size)
+                )
             rendered = render(
-                path,
-                facts,
+                pixels_path,
+                pixels_facts,
                 options,
                 target.format,
                 target.watermark_path,
                 Deadline(deps.process_timeout_s),
+                geometry=geometry,
+                fast_shrink=not from_source,
             )
     deps.store.put_bytes(target.key, rendered.data)
+    RENDERS_FROM.labels("source" if from_source else "original").inc()
     RENDER_SECONDS.observe(time.perf_counter() - started)
     return rendered.data
+
+
+@contextmanager
+def _render_source(
+    deps: ServiceDeps, sha256: str, original: Path, facts: ProbeResult, size: tuple[int, int]
+) -> Iterator[tuple[Path, ProbeResult]]:
+    """The image's render source as a local file, made from the original first when it
+    is missing or damaged (once per process at a time: later renders wait for it)."""
+    key = keys.render_source(sha256, render_source.SOURCE_VERSION)
+    with contextlib.ExitStack() as files:
+        with _LOCKS.hold(key):
+            opened = _open_usable_source(deps, key, size, files)
+            if opened is None:
+                deps.store.put_bytes(key, render_source.make_source(original, facts, size))
+                RENDER_SOURCES_MADE.inc()
+                path = files.enter_context(deps.store.local_file(key))
+                opened = (path, probe(path, deps.limits))
+        yield opened
+
+
+def _open_usable_source(
+    deps: ServiceDeps, key: str, size: tuple[int, int], files: contextlib.ExitStack
+) -> tuple[Path, ProbeResult] | None:
+    """The stored copy, opened in ``files`` and probed, or None: missing, or damaged (cut
+    short, or not the size this version makes)."""
+    try:
+        path = files.enter_context(deps.store.local_file(key))
+        source = probe(path, deps.limits)
+    except NotFound:
+        return None
+    except ImgpipeError as exc:
+        if exc.retryable:
+            raise
+        return None
+    return (path, source) if source.upright_size == size else None
 
 
 def _media_type(data: bytes) -> str:
