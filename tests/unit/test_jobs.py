@@ -15,18 +15,16 @@ import pytest
 from PIL import Image
 from sqlalchemy import select, update
 
-from imgpipe.db.migrate import upgrade
 from imgpipe.db.schema import DeadLetterRow, ImageRow, JobAttemptRow, WebhookEventRow, utcnow
-from imgpipe.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
 from imgpipe.domain.errors import CorruptImage, StorageUnavailable
-from imgpipe.domain.media import Limits
-from imgpipe.domain.profiles import ProfileSet
 from imgpipe.domain.retry import RetryPolicy
 from imgpipe.jobs.messages import ProcessImage
 from imgpipe.services import dead_letters, ingest, jobs, reconcile
 from imgpipe.services.deps import JobSettings, ServiceDeps
 from imgpipe.services.process import process_image
 from imgpipe.storage.local import LocalStore
+
+from .sqlite_deps import sqlite_deps
 
 MAX_ATTEMPTS = 5
 
@@ -64,25 +62,17 @@ class FlakyStore(LocalStore):
 
 @pytest.fixture
 def deps(tmp_path: Path) -> Iterator[ServiceDeps]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'jobs.db'}")
-    upgrade(engine)
-    yield ServiceDeps(
-        sessions=make_sessionmaker(engine),
-        read_sessions=make_read_sessionmaker(engine),
+    with sqlite_deps(
+        tmp_path,
         store=FlakyStore(tmp_path / "objects"),
         queue=RecordingQueue(),
-        profiles=ProfileSet.builtin(),
-        limits=Limits(10_000_000, 100_000_000, 10),
-        process_timeout_s=30,
-        staging_dir=tmp_path / "staging",
-        signing_key=b"k",
         jobs=JobSettings(
             retry=RetryPolicy(MAX_ATTEMPTS, base_s=1.0, max_s=300.0),
             lease_s=0.6,
             requeue_after_s=60.0,
         ),
-    )
-    engine.dispose()
+    ) as deps:
+        yield deps
 
 
 def _queue(deps: ServiceDeps) -> RecordingQueue:

@@ -15,10 +15,6 @@ import pyvips
 from PIL import ExifTags, Image
 from prometheus_client import REGISTRY
 
-from imgpipe.db.migrate import upgrade
-from imgpipe.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
-from imgpipe.domain.media import Limits
-from imgpipe.domain.profiles import ProfileSet
 from imgpipe.domain.render_options import RenderConfig
 from imgpipe.engine.render_source import SOURCE_VERSION
 from imgpipe.jobs.messages import ProcessImage
@@ -28,6 +24,8 @@ from imgpipe.services.process import process_image
 from imgpipe.services.render import RenderRequest, render_image
 from imgpipe.storage import keys
 from imgpipe.storage.local import LocalStore
+
+from .sqlite_deps import sqlite_deps
 
 OWNER = "alice"
 
@@ -45,21 +43,13 @@ class NoQueue:
 
 @pytest.fixture
 def deps(tmp_path: Path) -> Iterator[ServiceDeps]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    upgrade(engine)
-    yield ServiceDeps(
-        sessions=make_sessionmaker(engine),
-        read_sessions=make_read_sessionmaker(engine),
+    with sqlite_deps(
+        tmp_path,
         store=LocalStore(tmp_path / "objects"),
         queue=NoQueue(),
-        profiles=ProfileSet.builtin(),
-        limits=Limits(50_000_000, 100_000_000, 10),
-        process_timeout_s=60,
-        staging_dir=tmp_path / "staging",
-        signing_key=b"k",
         render=RenderConfig(allow_unsigned=True),
-    )
-    engine.dispose()
+    ) as deps:
+        yield deps
 
 
 def photo(width: int, height: int, seed: int, orientation: int = 1) -> bytes:

@@ -14,12 +14,8 @@ from typing import Any, ClassVar
 import pytest
 from sqlalchemy import update
 
-from imgpipe.db.migrate import upgrade
 from imgpipe.db.schema import ImageRow, VariantRow, WebhookEventRow, utcnow
-from imgpipe.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
 from imgpipe.domain.errors import NotFound
-from imgpipe.domain.media import Limits
-from imgpipe.domain.profiles import ProfileSet
 from imgpipe.jobs.messages import DeliverWebhook
 from imgpipe.notify.egress import AllowList
 from imgpipe.notify.signing import new_secret, secret_key
@@ -27,6 +23,7 @@ from imgpipe.services import webhooks
 from imgpipe.services.deps import ServiceDeps, WebhookSettings
 
 from .netguard import loopback_only
+from .sqlite_deps import sqlite_deps
 
 __all__ = ["loopback_only"]
 
@@ -57,18 +54,10 @@ def receiver() -> Iterator[tuple[str, type[_Handler]]]:
 
 @pytest.fixture
 def deps(tmp_path: Path) -> Iterator[ServiceDeps]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
-    upgrade(engine)
-    yield ServiceDeps(
-        sessions=make_sessionmaker(engine),
-        read_sessions=make_read_sessionmaker(engine),
-        store=None,  # type: ignore[arg-type]
-        queue=None,  # type: ignore[arg-type]
-        profiles=ProfileSet.builtin(),
-        limits=Limits(1, 1, 1),
-        process_timeout_s=1,
-        staging_dir=tmp_path,
-        signing_key=b"k",
+    with sqlite_deps(
+        tmp_path,
+        store=None,
+        queue=None,
         webhooks=WebhookSettings(
             secret_key=secret_key(new_secret()),
             allow=AllowList.parse("127.0.0.1"),
@@ -77,8 +66,8 @@ def deps(tmp_path: Path) -> Iterator[ServiceDeps]:
             timeout_s=5.0,
             queue=None,  # attempts run inline: the test drives the clock through due_at
         ),
-    )
-    engine.dispose()
+    ) as deps:
+        yield deps
 
 
 def _image(deps: ServiceDeps, url: str | None, status: str = "done") -> str:
