@@ -100,6 +100,14 @@ def test_keys_cannot_escape_the_store(store: ObjectStore, tmp_path: Path) -> Non
         store.get_bytes("../secret")
 
 
+@pytest.mark.parametrize("prefix", ["", "/", "//"])
+def test_an_empty_prefix_never_empties_the_store(store: ObjectStore, prefix: str) -> None:
+    store.put_bytes("originals/aa/kept", b"x")
+    with pytest.raises(ValueError):
+        store.delete_prefix(prefix)
+    assert store.get_bytes("originals/aa/kept") == b"x"
+
+
 def test_check_passes_on_a_writable_store(store: ObjectStore) -> None:
     store.check()
 

@@ -109,7 +109,10 @@ class LocalStore:
         self._path(key).unlink(missing_ok=True)
 
     def delete_prefix(self, prefix: str) -> None:
-        shutil.rmtree(self._path(prefix.rstrip("/")), ignore_errors=True)
+        relative = prefix.strip("/")
+        if not relative:
+            raise ValueError("delete_prefix needs a non-empty prefix; it never empties a store.")
+        shutil.rmtree(self._path(relative), ignore_errors=True)
 
     def direct_upload_form(
         self, key: str, max_bytes: int, expires_s: int
