@@ -48,7 +48,7 @@ from imgpipe.domain.states import ImageStatus
 from imgpipe.engine import render_source
 from imgpipe.engine.deadline import Deadline
 from imgpipe.engine.probe import probe
-from imgpipe.engine.render import decode_size, plan_render, render
+from imgpipe.engine.render import RenderGeometry, decode_size, plan_render, render
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.storage import keys
 
@@ -273,13 +273,10 @@ def _render_and_store(deps: ServiceDeps, target: RenderTarget) -> bytes:
                 f"a size whose output has at most {deps.render.max_output_pixels} pixels",
                 f"{width}x{height}",
             )
-        source_size = render_source.source_size(facts) if deps.render.intermediate else None
-        from_source = source_size is not None and render_source.serves(
-            source_size, decode_size(geometry, options)
-        )
+        source_size = _source_to_read(deps, facts, geometry, options)
         with _SLOTS.slot(deps.render.max_in_flight), contextlib.ExitStack() as stack:
             pixels_path, pixels_facts = path, facts
-            if from_source and source_size is not None:
+            if source_size is not None:
                 pixels_path, pixels_facts = stack.enter_context(
                     _render_source(deps, target.sha256, path, facts, source_size)
                 )
@@ -291,12 +288,24 @@ def _render_and_store(deps: ServiceDeps, target: RenderTarget) -> bytes:
                 target.watermark_path,
                 Deadline(deps.process_timeout_s),
                 geometry=geometry,
-                fast_shrink=not from_source,
+                fast_shrink=source_size is None,
             )
     deps.store.put_bytes(target.key, rendered.data)
-    RENDERS_FROM.labels("source" if from_source else "original").inc()
+    RENDERS_FROM.labels("original" if source_size is None else "source").inc()
     RENDER_SECONDS.observe(time.perf_counter() - started)
     return rendered.data
+
+
+def _source_to_read(
+    deps: ServiceDeps, facts: ProbeResult, geometry: RenderGeometry, options: RenderOptions
+) -> tuple[int, int] | None:
+    """The size of the render source this render reads, or None: it reads the original."""
+    if not deps.render.intermediate:
+        return None
+    size = render_source.source_size(facts)
+    if size is None or not render_source.serves(size, decode_size(geometry, options)):
+        return None
+    return size
 
 
 @contextmanager
