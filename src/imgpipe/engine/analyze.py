@@ -15,7 +15,7 @@ import numpy as np
 import pyvips
 
 from imgpipe.domain.media import ImageFormat
-from imgpipe.engine.loaders import load_header
+from imgpipe.engine.loaders import VIPS_DECODED, load_header
 
 # EXIF fields safe to show: camera and exposure facts. GPS (IFD3), maker notes, serial
 # numbers, owner names and thumbnails are never copied.
@@ -146,7 +146,8 @@ def _b83(value: int, length: int) -> str:
 
 def file_exif(path: Path, fmt: ImageFormat) -> dict[str, str]:
     """Sanitised EXIF straight from a file's header (no pixels decoded)."""
-    if fmt is ImageFormat.BMP:
+    if fmt is ImageFormat.BMP or (fmt is not ImageFormat.HEIC and fmt not in VIPS_DECODED):
+        # No libvips loader reads these headers (camera RAW, JPEG XL): no EXIF is reported.
         return {}
     loader = "heifload" if fmt is ImageFormat.HEIC else None
     try:
