@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench,s3,faces]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,s3,faces,jxl]'
 	touch $(STAMP)
 
 serve: $(STAMP)

@@ -176,12 +176,22 @@ _ENTRIES = (
         Loader.RAWPY, family=Family.CAMERA_RAW,
     ),
     FormatSpec(
+        ImageFormat.CR3, "CR3", "image/x-canon-cr3", ("cr3",),
+        _m(lambda h: b"crx " in _ftyp_brands(h)),
+        Loader.RAWPY, family=Family.CAMERA_RAW,
+    ),
+    FormatSpec(
         ImageFormat.NEF, "NEF", "image/x-nikon-nef", ("nef",),
         _tiff_raw("NIKON"), Loader.RAWPY, family=Family.CAMERA_RAW,
     ),
     FormatSpec(
         ImageFormat.ARW, "ARW", "image/x-sony-arw", ("arw",),
         _tiff_raw("SONY"), Loader.RAWPY, family=Family.CAMERA_RAW,
+    ),
+    FormatSpec(
+        ImageFormat.RAF, "RAF", "image/x-fuji-raf", ("raf",),
+        _m(lambda h: h.startswith(b"FUJIFILMCCD-RAW")),
+        Loader.RAWPY, family=Family.CAMERA_RAW,
     ),
     FormatSpec(
         ImageFormat.ORF, "ORF", "image/x-olympus-orf", ("orf",),
@@ -191,16 +201,6 @@ _ENTRIES = (
     FormatSpec(
         ImageFormat.RW2, "RW2", "image/x-panasonic-rw2", ("rw2",),
         _m(lambda h: h[:4] == b"IIU\x00"),
-        Loader.RAWPY, family=Family.CAMERA_RAW,
-    ),
-    FormatSpec(
-        ImageFormat.RAF, "RAF", "image/x-fuji-raf", ("raf",),
-        _m(lambda h: h.startswith(b"FUJIFILMCCD-RAW")),
-        Loader.RAWPY, family=Family.CAMERA_RAW,
-    ),
-    FormatSpec(
-        ImageFormat.CR3, "CR3", "image/x-canon-cr3", ("cr3",),
-        _m(lambda h: b"crx " in _ftyp_brands(h)),
         Loader.RAWPY, family=Family.CAMERA_RAW,
     ),
     FormatSpec(
