@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import numpy as np
 from PIL import Image
-from rawimages import bayer, dng, jxl, require_imagecodecs, scene
 
 from imgpipe.domain.formats import FORMATS
+from rawimages import bayer, dng, jxl, require_imagecodecs, scene
 
 from . import images
 from .conftest import assert_done, get_variant, upload_and_wait

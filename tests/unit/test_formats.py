@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rawimages import bayer, dng, plain_tiff, scene
 
 from imgpipe.domain import formats
 from imgpipe.domain.errors import UnsupportedType
@@ -15,6 +14,7 @@ from imgpipe.domain.media import Limits
 from imgpipe.engine import loaders
 from imgpipe.engine.probe import probe
 from imgpipe.engine.sniff import sniff_file, sniff_format
+from rawimages import bayer, dng, plain_tiff, scene
 
 LIMITS = Limits(max_upload_bytes=50 << 20, max_pixels=268_435_456, max_frames=500)
 
@@ -23,12 +23,12 @@ def test_every_format_has_one_entry_and_the_old_names_derive_from_it() -> None:
     assert set(FORMATS) == set(ImageFormat)
     assert ImageFormat.JPEG.media_type == "image/jpeg" and ImageFormat.JPEG.extension == "jpg"
     assert ImageFormat.DNG.extension == "dng" and ImageFormat.JXL.media_type == "image/jxl"
-    assert OUTPUT_FORMATS == {
+    assert {
         ImageFormat.WEBP,
         ImageFormat.AVIF,
         ImageFormat.JPEG,
         ImageFormat.PNG,
-    }
+    } == OUTPUT_FORMATS
     # Every libvips-decoded format names its loader, and only those are handed to libvips.
     vips = {f for f, spec in FORMATS.items() if spec.loader is Loader.VIPS}
     assert vips == set(loaders.VIPS_DECODED)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rawimages import jxl
 
 from imgpipe.domain.errors import CorruptImage, TooManyPixels, UnsupportedType
 from imgpipe.domain.media import ImageFormat, Limits
 from imgpipe.engine.jxl import JxlHeader, codestream_head, parse_codestream_header
 from imgpipe.engine.probe import probe
 from imgpipe.engine.steps.decode import decode
+from rawimages import jxl
 
 LIMITS = Limits(max_upload_bytes=50 << 20, max_pixels=268_435_456, max_frames=500)
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from rawimages import bayer, dng, scene
 
 from imgpipe.domain.media import Limits
 from imgpipe.domain.profiles import ProfileSet
 from imgpipe.engine import raw
 from imgpipe.engine.pipeline import Rendered, render_variants
 from imgpipe.engine.probe import probe
+from rawimages import bayer, dng, scene
 
 LIMITS = Limits(max_upload_bytes=50 << 20, max_pixels=268_435_456, max_frames=500)
 BUILTIN = [s for p in ProfileSet.builtin().profiles.values() for s in p.variants()]
