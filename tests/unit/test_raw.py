@@ -47,9 +47,9 @@ def test_the_variants_are_the_oriented_demosaic_with_its_colours(
     calls: list[Path] = []
     decode_raw = raw.decode_raw
 
-    def counting(p: Path, fmt: object) -> object:
+    def counting(p: Path, *args: object) -> object:
         calls.append(p)
-        return decode_raw(p, fmt)  # type: ignore[arg-type]
+        return decode_raw(p, *args)  # type: ignore[arg-type]
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(raw, "decode_raw", counting)
@@ -85,6 +85,23 @@ def test_the_embedded_preview_is_never_the_image(tmp_path: Path) -> None:
     corner, middle = large.getpixel((10, 10)), large.getpixel((400, 300))
     assert isinstance(corner, tuple) and isinstance(middle, tuple)
     assert _is_red(corner) and _is_grey(middle)
+
+
+def test_half_the_sensor_is_decoded_only_when_it_covers_every_variant(tmp_path: Path) -> None:
+    assert raw.half_size_suffices((6000, 4000), (1620, 1080))
+    assert raw.half_size_suffices((3240, 2160), (1620, 1080))
+    assert not raw.half_size_suffices((3000, 2000), (1620, 1080))  # the base needs more
+    assert not raw.half_size_suffices((6000, 4000), None)  # no target: full size
+    # A 4000x2400 sensor: the 1800x1080 base comes from 2x2 cells (2000x1200), with the
+    # scene's colours and layout intact.
+    path = tmp_path / "big.dng"
+    path.write_bytes(dng(bayer(scene(4000, 2400)), orientation=8))
+    result = render_variants(path, probe(path, LIMITS), BUILTIN)
+    large = _pixels(result.outcomes["large"])
+    assert large.size == (648, 1080)
+    bottom_left, top_right = large.getpixel((20, 1060)), large.getpixel((628, 20))
+    assert isinstance(bottom_left, tuple) and isinstance(top_right, tuple)
+    assert _is_red(bottom_left) and _is_grey(top_right)
 
 
 def test_output_size_follows_libraw(tmp_path: Path) -> None:

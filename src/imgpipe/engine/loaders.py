@@ -41,14 +41,15 @@ def open_heif(path: Path) -> Any:
     return pi_heif.open_heif(str(path), convert_hdr_to_8bit=True)
 
 
-def decode_to_vips(path: Path, fmt: ImageFormat) -> Any:
+def decode_to_vips(path: Path, fmt: ImageFormat, at_least: tuple[int, int] | None = None) -> Any:
     """Fully decode a HEIC, BMP, camera RAW or JPEG XL into a libvips image (sRGB or with
-    its ICC attached)."""
+    its ICC attached). ``at_least``: the size the caller shrinks to, which lets a camera
+    RAW skip the full-size demosaic when half the sensor covers it."""
     loader = FORMATS[fmt].loader
     if loader is Loader.RAWPY:
         from imgpipe.engine.raw import decode_raw
 
-        return decode_raw(path, fmt)
+        return decode_raw(path, fmt, at_least)
     if loader is Loader.JXL:
         from imgpipe.engine.jxl import decode_jxl
 
