@@ -134,3 +134,19 @@ def test_a_truncated_dng_is_corrupt_not_a_crash(tmp_path: Path) -> None:
     with pytest.raises(CorruptImage):
         facts = probe(path, LIMITS)
         decode(path, facts, (facts.width, facts.height), all_frames=False)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"FUJIFILMCCD-RAW 0201" + b"\xa5" * 200,
+        b"IIRO\x08\x00\x00\x00" + b"\x00" * 200,
+        b"IIU\x00\x18\x00\x00\x00" + b"\xff" * 200,
+        b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01crx isom" + b"\x00" * 200,
+    ],
+)
+def test_garbage_behind_a_raw_magic_number_is_corrupt(tmp_path: Path, data: bytes) -> None:
+    from imgpipe.domain.errors import CorruptImage
+
+    with pytest.raises(CorruptImage):
+        probe(_write(tmp_path, "x", data), LIMITS)

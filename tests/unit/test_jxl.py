@@ -71,18 +71,36 @@ def codestream(
     orientation: int | None = None,
     preview: bool = False,
     animated: bool = False,
+    alpha: bool | None = None,  # None: no extra channel; else alpha or a depth channel
+    float_samples: bool = False,
 ) -> bytes:
     w = size_header(BitWriter(), width, height, ratio)
-    if orientation is None and not preview and not animated:
-        w.u(1, 1)  # all_default
-    else:
-        w.u(0, 1).u(1, 1)  # not all_default; extra_fields
+    extra_fields = orientation is not None or preview or animated
+    if not extra_fields and alpha is None and not float_samples:
+        return b"\xff\x0a" + w.u(1, 1).bytes() + b"\0" * 8  # all_default
+    w.u(0, 1).u(int(extra_fields), 1)  # not all_default; extra_fields
+    if extra_fields:
         w.u((orientation or 1) - 1, 3)
         w.u(0, 1)  # no intrinsic size
         w.u(int(preview), 1)
         if preview:  # a PreviewHeader: div8, ysize_div8 = 16, ratio 0, xsize_div8 = 32
             w.u(1, 1).u(0, 2).u(0, 3).u(1, 2)
         w.u(int(animated), 1)
+        if animated:  # AnimationHeader: 1000 ticks/s, 1/1, loops Bits(3) = 5, no timecodes
+            w.u(1, 2).u(0, 2).u(1, 2).u(5, 3).u(0, 1)
+    if float_samples:  # float, bits_per_sample Val(16), exp_bits - 1 = 4
+        w.u(1, 1).u(1, 2).u(4, 4)
+    else:  # integer, bits_per_sample BitsOffset(6, 1) = 16
+        w.u(0, 1).u(3, 2).u(15, 6)
+    w.u(1, 1)  # modular_16bit_buffers
+    if alpha is None:
+        w.u(0, 2)  # no extra channels
+    else:
+        w.u(1, 2)  # one extra channel
+        if alpha:
+            w.u(1, 1)  # d_alpha
+        else:
+            w.u(0, 1).u(1, 2)  # not default; type Val(1) = depth
     return b"\xff\x0a" + w.bytes() + b"\0" * 8
 
 
@@ -96,6 +114,13 @@ def codestream(
         (codestream(0, 1001, ratio=3), JxlHeader(1334, 1001)),  # 4:3, rounded down
         (codestream(640, 480, orientation=6), JxlHeader(640, 480, 6)),
         (codestream(640, 481, preview=True, animated=True), JxlHeader(640, 481, 1, True)),
+        (codestream(64, 48, alpha=True), JxlHeader(64, 48, alpha=True)),
+        (codestream(64, 48, alpha=False), JxlHeader(64, 48)),  # a depth channel is not alpha
+        (codestream(99, 7, float_samples=True, alpha=True), JxlHeader(99, 7, alpha=True)),
+        (
+            codestream(640, 481, orientation=5, animated=True, alpha=True),
+            JxlHeader(640, 481, 5, True, True),
+        ),
     ],
 )
 def test_size_header(code: bytes, expected: JxlHeader) -> None:
@@ -174,6 +199,21 @@ def test_with_the_extra_a_jxl_is_probed_and_decoded(tmp_path: Path) -> None:
     image = decode(path, facts, (100, 60), all_frames=False)
     assert (image.width, image.height, image.bands) == (100, 60, 3)
     assert image(10, 30) == [220.0, 30.0, 30.0] and image(90, 30) == [0.0, 0.0, 0.0]
+
+
+def test_alpha_is_read_from_the_header_and_kept(tmp_path: Path) -> None:
+    rgba = np.zeros((30, 40, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[:, 20:, 3] = 255
+    path = tmp_path / "a.jxl"
+    path.write_bytes(jxl(rgba, effort=1, lossless=True))
+    facts = probe(path, LIMITS)
+    assert facts.has_alpha
+    image = decode(path, facts, (40, 30), all_frames=False)
+    assert image.hasalpha() and image(5, 5)[3] == 0 and image(30, 5)[3] == 255
+    opaque = tmp_path / "o.jxl"
+    opaque.write_bytes(jxl(rgba[..., :3], effort=1))
+    assert not probe(opaque, LIMITS).has_alpha
 
 
 def test_limits_are_checked_before_decoding(tmp_path: Path) -> None:

@@ -2,11 +2,11 @@
 
 libvips here has no JXL loader, and imagecodecs offers no header-only read, so the size
 is parsed by hand (ISO/IEC 18181-1): the codestream starts FF 0A, a SizeHeader, then the
-ImageMetadata, read bit by bit (least significant bit first) as far as its orientation
-and animation flag. A file in the ISO-BMFF container (signature box `JXL `) keeps the
-codestream in one `jxlc` box or split over `jxlp` boxes; the header is read from the
-first bytes of that codestream. The parse reads at most ``_HEAD_LIMIT`` bytes of
-codestream, so a hostile header cannot make it read far or loop.
+ImageMetadata, read bit by bit (least significant bit first) as far as its orientation,
+animation flag and first extra channel (alpha or not). A file in the ISO-BMFF container
+(signature box `JXL `) keeps the codestream in one `jxlc` box or split over `jxlp` boxes;
+the header is read from the first bytes of that codestream. The parse reads at most
+``_HEAD_LIMIT`` bytes of codestream, so a hostile header cannot make it read far or loop.
 
 libjxl applies the orientation when it decodes, so the probe reports the upright size.
 Of an animation, only the first frame is decoded and used (as for multi-page TIFF).
@@ -40,6 +40,7 @@ class JxlHeader:
     height: int
     orientation: int = 1  # EXIF-style, 1-8
     animated: bool = False
+    alpha: bool = False  # the first extra channel is alpha
 
     @property
     def upright(self) -> tuple[int, int]:
@@ -75,6 +76,14 @@ class _Bits:
 _SIZE_U32 = ((9, 1), (13, 1), (18, 1), (30, 1))
 _PREVIEW_DIV8 = ((0, 16), (0, 32), (5, 1), (9, 33))
 _PREVIEW_U32 = ((6, 1), (8, 65), (10, 321), (12, 1345))
+# Val(n) is (0 bits, offset n); Bits(n) is (n, 0); BitsOffset(n, o) is (n, o).
+_TPS_NUMERATOR = ((0, 100), (0, 1000), (10, 1), (30, 1))
+_TPS_DENOMINATOR = ((0, 1), (0, 1001), (8, 1), (10, 1))
+_NUM_LOOPS = ((0, 0), (3, 0), (16, 0), (32, 0))
+_INT_BITS = ((0, 8), (0, 10), (0, 12), (6, 1))
+_FLOAT_BITS = ((0, 32), (0, 16), (0, 24), (6, 1))
+_NUM_EXTRA = ((0, 0), (0, 1), (4, 2), (12, 1))
+_EXTRA_TYPE = ((0, 0), (0, 1), (4, 2), (6, 18))
 
 
 def parse_codestream_header(code: bytes) -> JxlHeader:
@@ -84,15 +93,34 @@ def parse_codestream_header(code: bytes) -> JxlHeader:
     bits = _Bits(code[2:])
     width, height = _size(bits, div8_dists=None)
     orientation, animated = 1, False
-    all_default = bits.flag()  # ImageMetadata.all_default
-    if not all_default and bits.flag():  # extra_fields
-        orientation = 1 + bits.u(3)
-        if bits.flag():  # have_intr_size: a SizeHeader, skipped
-            _size(bits, div8_dists=None)
-        if bits.flag():  # have_preview: a PreviewHeader, skipped
-            _size(bits, div8_dists=_PREVIEW_DIV8)
-        animated = bits.flag()
-    return JxlHeader(width, height, orientation, animated)
+    alpha = False
+    if not bits.flag():  # ImageMetadata.all_default
+        if bits.flag():  # extra_fields
+            orientation = 1 + bits.u(3)
+            if bits.flag():  # have_intr_size: a SizeHeader, skipped
+                _size(bits, div8_dists=None)
+            if bits.flag():  # have_preview: a PreviewHeader, skipped
+                _size(bits, div8_dists=_PREVIEW_DIV8)
+            animated = bits.flag()
+            if animated:  # AnimationHeader: ticks per second, loops, timecodes; skipped
+                bits.u32(*_TPS_NUMERATOR)
+                bits.u32(*_TPS_DENOMINATOR)
+                bits.u32(*_NUM_LOOPS)
+                bits.flag()
+        # BitDepth, then modular_16bit_buffers, then the extra channels.
+        if bits.flag():  # float samples
+            bits.u32(*_FLOAT_BITS)
+            bits.u(4)
+        else:
+            bits.u32(*_INT_BITS)
+        bits.flag()
+        for _ in range(bits.u32(*_NUM_EXTRA)):
+            # ExtraChannelInfo: d_alpha (an alpha channel with every default), else its
+            # type, where 0 is alpha. The rest of the entry is not needed.
+            if bits.flag() or bits.u32(*_EXTRA_TYPE) == 0:
+                alpha = True
+            break
+    return JxlHeader(width, height, orientation, animated, alpha)
 
 
 def _size(bits: _Bits, div8_dists: tuple[tuple[int, int], ...] | None) -> tuple[int, int]:
@@ -174,7 +202,7 @@ def probe_jxl(path: Path) -> ProbeResult:
     width, height = header.upright
     if width < 1 or height < 1:
         raise CorruptImage("The JPEG XL declares no pixels.")
-    return ProbeResult(ImageFormat.JXL, width, height)
+    return ProbeResult(ImageFormat.JXL, width, height, has_alpha=header.alpha)
 
 
 def decode_jxl(path: Path) -> Any:
