@@ -13,7 +13,7 @@ from pathlib import Path
 import pyvips
 
 from imgpipe.domain.errors import CorruptImage, TooManyFrames, TooManyPixels, UnsupportedType
-from imgpipe.domain.formats import CAMERA_RAW
+from imgpipe.domain.formats import CAMERA_RAW, FORMATS
 from imgpipe.domain.media import ImageFormat, Limits, ProbeResult
 from imgpipe.engine import loaders
 from imgpipe.engine.jxl import probe_jxl
@@ -22,7 +22,7 @@ from imgpipe.engine.sniff import check_complete, sniff_file
 
 # Formats whose extra pages are frames of one animation; for TIFF, AVIF and HEIC only the
 # first (primary) image is used, so only it counts.
-_ANIMATED_FORMATS = (ImageFormat.GIF, ImageFormat.WEBP)
+_ANIMATED_FORMATS = frozenset(f for f, spec in FORMATS.items() if spec.animation)
 
 
 def probe(path: Path, limits: Limits) -> ProbeResult:

@@ -46,8 +46,10 @@ def sniff_format(head: bytes, tiff: TiffFacts | None = None) -> ImageFormat:
     if not head:
         raise UnsupportedType("The file is empty.")
     if formats.is_iso_media(head):
+        brand = head[8:12].decode("latin-1").strip()
         raise UnsupportedType(
-            "This ISO media file is not an image imgpipe accepts (AVIF, HEIC or Canon CR3)."
+            f"This ISO media file (brand {brand!r}) is not an image imgpipe accepts: "
+            f"{formats.accepted_formats(conjunction='or')}."
         )
     raise UnsupportedType(
         f"The file is not an image imgpipe accepts: {formats.accepted_formats(conjunction='or')}."
