@@ -20,8 +20,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from benchlib.corpus import SHARED
 from PIL import Image
+
+from benchlib.corpus import SHARED
 
 CORPUS = SHARED / "corpus"
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".avif", ".heic", ".bmp"}
@@ -62,7 +63,9 @@ def block_ssim(a: np.ndarray, b: np.ndarray, block: int = 8) -> float:
     var_a, var_b = xa.var(axis=(2, 3)), xb.var(axis=(2, 3))
     cov = ((xa - mu_a[..., None, None]) * (xb - mu_b[..., None, None])).mean(axis=(2, 3))
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
+        (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+    )
     return float(s.mean())
 
 

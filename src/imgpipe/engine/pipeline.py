@@ -70,6 +70,7 @@ class _Base:
         self.path = path
         self.probe = probe
         self.animated = probe.animated
+        self.source_bytes = path.stat().st_size
         self._base: Any | None = None
         self._faces: list[faces.Box] | None = None
 

@@ -57,12 +57,14 @@ def _round(value: float) -> int:
 class Plan:
     """Exact sizes of every stage, and the named steps that apply, in order.
 
-    ``decode``: the whole upright source at this size; ``region``: the part of it kept
-    (in decode pixels); ``resized``: that part's exact size before rotation; ``rotated``:
-    after rotation; ``cropped``: after the cover crop; ``output``: after padding.
+    ``source``: the upright source's size; ``decode``: the whole upright source at this
+    size; ``region``: the part of it kept (in decode pixels); ``resized``: that part's
+    exact size before rotation; ``rotated``: after rotation; ``cropped``: after the cover
+    crop; ``output``: after padding.
     """
 
     options: RenderOptions
+    source: Size
     decode: Size
     region: Box | None
     resized: Size
@@ -112,7 +114,7 @@ def plan(options: RenderOptions, source: Size) -> Plan:
         "encode": True,
     }
     steps = tuple(name for name in STEP_ORDER if active[name])
-    return Plan(options, decode, scaled_region, resized, rotated, cropped, output, steps)
+    return Plan(options, source, decode, scaled_region, resized, rotated, cropped, output, steps)
 
 
 def _clip(region: Region | None, source: Size) -> Box | None:

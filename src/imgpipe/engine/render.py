@@ -38,6 +38,7 @@ class _File:
         self.path = path
         self.probe = probe
         self.animated = probe.animated
+        self.source_bytes = path.stat().st_size
         self.fast_shrink = fast_shrink
 
     def upright(self, size: tuple[int, int], *, all_frames: bool) -> Any:

@@ -35,6 +35,7 @@ class Pixels(Protocol):
     """Where a plan's pixels come from."""
 
     animated: bool
+    source_bytes: int  # the encoded source's size
 
     def upright(self, size: tuple[int, int], *, all_frames: bool) -> Any:
         """The whole upright source at exactly ``size`` (per frame), 8-bit sRGB."""
@@ -111,6 +112,8 @@ def run(
         quality = plan.options.quality if plan.options.quality is not None else DEFAULT_QUALITY
         data = encode(image, out_format, quality, fast=fast, animated=animated)
         frame_height = image.get("page-height") if animated else image.height
+        if animated and isinstance(quality, int) and (image.width, frame_height) == plan.source:
+            data = _no_larger_than_source(image, out_format, quality, data, pixels.source_bytes)
         return Output(
             out_format,
             image.width,
@@ -120,6 +123,29 @@ def run(
             state.window,
             tuple(state.found),
         )
+
+
+# An animation re-encoded at its own size must not grow. A source compressed harder than
+# the asked quality is re-encoded at the highest quality (down to this floor) that is no
+# larger: about the source's own compression, so about its own look.
+ANIMATION_QUALITY_FLOOR = 5
+
+
+def _no_larger_than_source(
+    image: Any, fmt: ImageFormat, quality: int, data: bytes, source_bytes: int
+) -> bytes:
+    if len(data) <= source_bytes:
+        return data
+    low, high = ANIMATION_QUALITY_FLOOR, quality - 1
+    best = data
+    while low <= high:  # bisect for the highest quality that fits
+        middle = (low + high) // 2
+        candidate = encode(image, fmt, middle, animated=True)
+        if len(candidate) <= source_bytes:
+            best, low = candidate, middle + 1
+        else:
+            best, high = min(best, candidate, key=len), middle - 1
+    return best
 
 
 def _steps(image: Any, names: list[str], state: _State, deadline: Deadline | None) -> Any:
