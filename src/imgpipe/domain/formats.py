@@ -233,6 +233,9 @@ FORMATS: dict[ImageFormat, FormatSpec] = {spec.format: spec for spec in _ENTRIES
 
 # Formats a variant may be written in (SPEC §5 `formats`).
 OUTPUT_FORMATS = frozenset(spec.format for spec in _ENTRIES if spec.output)
+# Output formats that hold an animation as browsers play it. Not AVIF: this libvips writes
+# an animation's frames as separate still items, not an image sequence (brand avis).
+ANIMATED_OUTPUTS = frozenset(spec.format for spec in _ENTRIES if spec.output and spec.animation)
 CAMERA_RAW = frozenset(spec.format for spec in _ENTRIES if spec.family is Family.CAMERA_RAW)
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imgpipe.domain.formats import OUTPUT_FORMATS, ImageFormat
+from imgpipe.domain.formats import ANIMATED_OUTPUTS, OUTPUT_FORMATS, ImageFormat
 
 # The format registry lives in domain/formats.py; these names stay importable from here.
-__all__ = ["OUTPUT_FORMATS", "ImageFormat", "Limits", "ProbeResult"]
+__all__ = ["ANIMATED_OUTPUTS", "OUTPUT_FORMATS", "ImageFormat", "Limits", "ProbeResult"]
 
 
 @dataclass(frozen=True, slots=True)
