@@ -110,3 +110,22 @@ def test_output_size_follows_libraw(tmp_path: Path) -> None:
     assert raw.output_size(6000, 4000, 1.0, 5) == (4000, 6000)
     assert raw.output_size(3000, 4000, 2.0, 0) == (6000, 4000)  # wide pixels stretched
     assert raw.output_size(6000, 2000, 0.5, 3) == (6000, 4000)
+
+
+def test_an_on_demand_render_of_a_dng_goes_through_the_same_engine(tmp_path: Path) -> None:
+    from urllib.parse import parse_qsl
+
+    from imgpipe.domain.media import ImageFormat
+    from imgpipe.domain.render_options import parse_options
+    from imgpipe.engine.render import render
+
+    path = tmp_path / "photo.dng"
+    path.write_bytes(dng(bayer(scene(1200, 800)), orientation=6))
+    options = parse_options(parse_qsl("w=200&h=300&fit=cover&flip=h"))
+    result = render(path, probe(path, LIMITS), options, ImageFormat.PNG)
+    image = Image.open(io.BytesIO(result.data)).convert("RGB")
+    assert image.size == (200, 300)
+    # Upright the red patch is top right; mirrored, top left.
+    top_left, top_right = image.getpixel((5, 5)), image.getpixel((194, 5))
+    assert isinstance(top_left, tuple) and isinstance(top_right, tuple)
+    assert _is_red(top_left) and _is_grey(top_right)
