@@ -150,3 +150,19 @@ def test_garbage_behind_a_raw_magic_number_is_corrupt(tmp_path: Path, data: byte
 
     with pytest.raises(CorruptImage):
         probe(_write(tmp_path, "x", data), LIMITS)
+
+
+def test_a_dng_whose_directories_follow_its_pixels_is_still_a_dng(tmp_path: Path) -> None:
+    # libtiff and others write IFD0 after the image data: the sniffer follows the offset.
+    import struct
+
+    data = bytearray(dng(bayer(scene(1600, 1400))))  # > 4 MB of sensor data
+    (ifd0,) = struct.unpack_from("<I", data, 4)
+    assert ifd0 == 8  # tifffile writes it first: move it behind the pixels
+    moved = len(data)
+    count = struct.unpack_from("<H", data, ifd0)[0]
+    size = 2 + 12 * count + 4
+    data += data[ifd0 : ifd0 + size]
+    struct.pack_into("<I", data, 4, moved)
+    path = _write(tmp_path, "late.dng", bytes(data))
+    assert sniff_file(path) is ImageFormat.DNG

@@ -5,12 +5,14 @@ image file directories: a DNG's IFD0 carries DNGVersion (0xC612), and a camera R
 its sensor data in a directory whose PhotometricInterpretation is CFA (32803) or
 LinearRaw (34892), usually a SubIFD behind a small RGB preview in IFD0. Read as a plain
 TIFF, such a file gives its preview (a few hundred pixels) or nothing at all, so the
-sniffer must look at the directories. The walk is bounded (directories, entries, bytes
-read), so a hostile file cannot make it loop or read far.
+sniffer must look at the directories. The walk is bounded (directories, entries per
+directory, bytes per string), so a hostile file cannot make it loop or read much.
 """
 
 from __future__ import annotations
 
+import mmap
+import os
 import struct
 from pathlib import Path
 
@@ -26,19 +28,21 @@ _TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 
 
 _MAX_DIRECTORIES = 16
 _MAX_ENTRIES = 512
-# Directories of real files sit in the first megabytes (IFD0 at byte 8 for every camera
-# listed in the registry); a tag pointing further is not followed.
-READ_LIMIT = 4 * 1024 * 1024
 
 
 def read_tiff_facts(path: Path) -> TiffFacts:
-    """IFD0's Make and DNGVersion, and whether any directory holds sensor data."""
+    """IFD0's Make and DNGVersion, and whether any directory holds sensor data.
+
+    The file is memory-mapped: directories may sit anywhere (libtiff writes IFD0 after the
+    pixels), and only the pages the walk touches are read."""
     with path.open("rb") as fh:
-        data = fh.read(READ_LIMIT)
-    return tiff_facts(data)
+        if os.fstat(fh.fileno()).st_size < 8:
+            return TiffFacts()
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return tiff_facts(data)
 
 
-def tiff_facts(data: bytes) -> TiffFacts:
+def tiff_facts(data: bytes | mmap.mmap) -> TiffFacts:
     if data[:2] == b"II":
         order = "<"
     elif data[:2] == b"MM":
@@ -79,7 +83,7 @@ def tiff_facts(data: bytes) -> TiffFacts:
 _Tags = dict[int, tuple[int, ...]]
 
 
-def _entries(data: bytes, order: str, offset: int) -> tuple[_Tags, int] | None:
+def _entries(data: bytes | mmap.mmap, order: str, offset: int) -> tuple[_Tags, int] | None:
     try:
         (count,) = struct.unpack_from(order + "H", data, offset)
         if count > _MAX_ENTRIES:
@@ -105,7 +109,7 @@ def _entries(data: bytes, order: str, offset: int) -> tuple[_Tags, int] | None:
     return tags, next_ifd
 
 
-def _ascii(data: bytes, order: str, value: tuple[int, ...] | None) -> str:
+def _ascii(data: bytes | mmap.mmap, order: str, value: tuple[int, ...] | None) -> str:
     if value is None:
         return ""
     start, length = value
