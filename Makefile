@@ -1,25 +1,38 @@
-# The two quickstart commands (`make serve`, `make test`) install what they need into
-# .venv first; re-running them reinstalls only when pyproject.toml changed.
+# The two quickstart commands install what they need into .venv first, each only once:
+# `make serve` the package and what serving needs; `make test` (and lint, bench) adds the
+# test and bench tools. Each step has its own stamp, re-made only when pyproject.toml
+# changed, so `make serve` then `make test` installs the second half only.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# `imgpipe serve` binds these; another address needs an API key first (README).
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# Serving: the package and the faces extra (OpenCV's cascade, for crop=face), no more.
+SERVE_STAMP := $(VENV)/.serve-installed
+# Everything: tests, linters, benchmarks, the S3 test server. The name predates the split.
+DEV_STAMP := $(VENV)/.installed
 
 .PHONY: serve test lint ci bench clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench,s3,faces]'
-	touch $(STAMP)
 
-serve: $(STAMP)
-	$(BIN)/imgpipe serve
+$(SERVE_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[faces]'
+	touch $@
 
-test: $(STAMP)
+$(DEV_STAMP): pyproject.toml $(SERVE_STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench,s3,faces]'
+	touch $@
+
+serve: $(SERVE_STAMP)
+	$(BIN)/imgpipe serve --host $(HOST) --port $(PORT)
+
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -27,7 +40,7 @@ lint: $(STAMP)
 
 ci: lint test
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python bench/process_bench.py
 
 clean:

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from imgpipe.cli.dlq import dlq_app
+from imgpipe.cli.images import images_app
 from imgpipe.cli.keys import keys_app, keys_exist
 from imgpipe.config import Settings, load_settings
 
@@ -32,6 +33,7 @@ db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(images_app, name="images")
 
 err = Console(stderr=True)
 
