@@ -1,11 +1,13 @@
 """GET /docs: Swagger UI from this origin, so the API reference works with no internet.
 
 FastAPI's own /docs loads Swagger UI from a CDN: offline, or behind a proxy that blocks
-it, the page is blank. The files come instead from the ``swagger-ui-bundle`` package
-(Apache-2.0, the one Connexion uses) and are served here by exact name only, under a
-Content-Security-Policy that names no other origin. The HTML has no inline script: the
-few lines that start Swagger UI are a file of their own (``_INIT``). ReDoc is not
-offered: one reference page is enough, and ReDoc would be a second bundle to ship.
+it, the page is blank. The files come instead from the ``fastapi-offline`` package (MIT;
+it ships Swagger UI 5, which reads the OpenAPI 3.1 FastAPI writes; Swagger UI 4, as in
+``swagger-ui-bundle``, refuses it) and are served here by exact name only, under a
+Content-Security-Policy that names no other origin. Only the package's files are used,
+not its app class, whose page starts Swagger UI with an inline script. Here the few
+lines that start it are a file of their own (``_INIT``). ReDoc is not offered: one
+reference page is enough.
 
 Cache: as for the web page, the HTML names each file with ``?v=<content hash>``; a
 request with the current hash may be cached for a year, anything else revalidates.
@@ -16,11 +18,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
+from importlib.resources import files
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from swagger_ui_bundle import swagger_ui_path
 
 from imgpipe.domain.errors import NotFound
 
@@ -88,7 +89,7 @@ class _File:
 
 @cache
 def _assets() -> dict[str, _File]:
-    folder = Path(str(swagger_ui_path))
+    folder = files("fastapi_offline") / "static"
     found = {name: _File((folder / name).read_bytes(), kind) for name, kind in _PACKAGED.items()}
     found[_INIT_NAME] = _File(_INIT.encode("utf-8"), "text/javascript; charset=utf-8")
     return found

@@ -11,7 +11,7 @@ from imgpipe.cli.keys import database_sessions
 from imgpipe.domain.access import SINGLE_USER_OWNER
 
 images_app = typer.Typer(help="Images across owners (operator actions).", no_args_is_help=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # no hard wraps (see cli/main.py)
 
 
 @images_app.command("reassign")

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # importing SQLAlchemy costs 0.2 s on every `imgpipe` start, 
     from sqlalchemy.orm import Session, sessionmaker
 
 keys_app = typer.Typer(help="API keys: each belongs to an owner.", no_args_is_help=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # no hard wraps (see cli/main.py)
 
 
 def _load() -> Settings:
