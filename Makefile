@@ -8,8 +8,12 @@ BIN := $(VENV)/bin
 # `imgpipe serve` binds these; another address needs an API key first (README).
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# Serving: the package and the faces extra (OpenCV's cascade, for crop=face), no more.
-SERVE_STAMP := $(VENV)/.serve-installed
+# Serving: the package alone. OpenCV (the faces extra, 160 MB, for crop=face; without it
+# face crops are attention crops) is opt-in: `make serve SERVE_EXTRAS=faces`. Each set of
+# extras has its own stamp, so changing it installs what it adds.
+SERVE_EXTRAS ?=
+comma := ,
+SERVE_STAMP := $(VENV)/.serve$(if $(SERVE_EXTRAS),-$(subst $(comma),-,$(SERVE_EXTRAS)))-installed
 # Everything: tests, linters, benchmarks, the S3 test server. The name predates the split.
 DEV_STAMP := $(VENV)/.installed
 
@@ -19,7 +23,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(SERVE_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[faces]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.$(if $(SERVE_EXTRAS),[$(SERVE_EXTRAS)])'
 	touch $@
 
 $(DEV_STAMP): pyproject.toml $(SERVE_STAMP)
