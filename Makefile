@@ -22,8 +22,11 @@ DEV_STAMP := $(VENV)/.installed
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# --no-compile: pip would byte-compile every module of every package (a third of the
+# install's CPU time, 60 MB); Python compiles the ones serving imports on first use.
 $(SERVE_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.$(if $(SERVE_EXTRAS),[$(SERVE_EXTRAS)])'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile \
+		-e '.$(if $(SERVE_EXTRAS),[$(SERVE_EXTRAS)])'
 	touch $@
 
 $(DEV_STAMP): pyproject.toml $(SERVE_STAMP)
