@@ -5,10 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from imgpipe.db.schema import ImageRow, VariantRow, utcnow
+from imgpipe.db.schema import (
+    ApiKeyRow,
+    DeadLetterRow,
+    ImageRow,
+    UploadRow,
+    VariantRow,
+    WebhookEventRow,
+    utcnow,
+)
 from imgpipe.domain.states import ImageStatus, VariantStatus, rollup
 
 
@@ -72,3 +80,24 @@ def variant_by_name(image: ImageRow, name: str) -> VariantRow | None:
 
 def image_ids_with_sha(session: Session, sha256: str) -> list[str]:
     return list(session.scalars(select(ImageRow.id).where(ImageRow.sha256 == sha256)))
+
+
+def count_images(session: Session, owner: str) -> int:
+    query = select(func.count()).select_from(ImageRow).where(ImageRow.owner == owner)
+    return int(session.scalar(query) or 0)
+
+
+def has_active_key(session: Session, owner: str) -> bool:
+    query = select(ApiKeyRow.id).where(ApiKeyRow.owner == owner, ApiKeyRow.revoked_at.is_(None))
+    return session.scalar(query.limit(1)) is not None
+
+
+def reassign_owner(session: Session, from_owner: str, to_owner: str) -> int:
+    """Give every image of ``from_owner`` (and what hangs on it: direct uploads in flight,
+    webhook events, dead letters) to ``to_owner``; the number of images moved."""
+    moved = session.execute(
+        update(ImageRow).where(ImageRow.owner == from_owner).values(owner=to_owner)
+    )
+    for table in (UploadRow, WebhookEventRow, DeadLetterRow):
+        session.execute(update(table).where(table.owner == from_owner).values(owner=to_owner))
+    return int(moved.rowcount or 0)  # type: ignore[attr-defined]
