@@ -27,7 +27,7 @@ from imgpipe.domain.errors import CorruptImage, EngineFailure, ImgpipeError
 from imgpipe.domain.media import ImageFormat, ProbeResult
 from imgpipe.domain.profiles import Animated, Crop, Fit, Profile, VariantSpec
 from imgpipe.engine import faces
-from imgpipe.engine.analyze import analyze_pixels, file_exif
+from imgpipe.engine.analyze import analyze_pixels, file_facts
 from imgpipe.engine.deadline import Deadline
 from imgpipe.engine.encode import encode
 from imgpipe.engine.loaders import FAIL_ON, vips_source
@@ -89,7 +89,7 @@ def render_variants(
     if not analysis and any(isinstance(o, Rendered) for o in outcomes.values()):
         analysis.update(_analyze_first_frame(path, probe))
     if analysis:
-        analysis["exif"] = file_exif(path, probe.format)
+        analysis.update(file_facts(path, probe.format, analysis))
     return RenderResult(outcomes, analysis, source)
 
 
