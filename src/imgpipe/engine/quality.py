@@ -55,8 +55,8 @@ _IJG_CHROMA[[0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 24, 25, 27]] = [
 class PixelQuality:
     sharpness: float | None  # 0-1, 1 = crisp; None when the image is too small to tell
     exposure: float  # 0-1, 1 = nothing clipped
-    clipped_highlights: float  # share of pixels at white
-    clipped_shadows: float  # share of pixels at black
+    clipped_highlights: float  # share of channel values at 253-255
+    clipped_shadows: float  # share of pixels black in every channel (0-5)
     noise: float  # estimated standard deviation of the noise, in 8-bit levels
 
 
@@ -64,9 +64,12 @@ def measure_pixels(rgb: np.ndarray) -> PixelQuality:
     """The pixel measures of an 8-bit sRGB image (H, W, 3) at most ANALYSIS_SIZE wide."""
     values = rgb.astype(np.float64)
     grey = values @ np.array([0.2126, 0.7152, 0.0722])
-    brightest = rgb.max(axis=2)
-    highlights = float((rgb.min(axis=2) >= 250).mean())
-    shadows = float((brightest <= 5).mean())
+    # Highlights clip channel by channel: a blown channel loses its detail and shifts the
+    # hue (an overexposed blue sky turns cyan), so every channel value at 253 or above
+    # counts. Shadows count only where all three channels are black: saturated colours
+    # (a red sign, a blue sky) legitimately have a channel near zero.
+    highlights = float((rgb >= 253).mean())
+    shadows = float((rgb.max(axis=2) <= 5).mean())
     return PixelQuality(
         sharpness=_sharpness(grey),
         exposure=round(_exposure(highlights, shadows), 3),
