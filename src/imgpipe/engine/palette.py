@@ -3,7 +3,8 @@
 Counting 4-bit RGB bins (the first version) splits one shaded surface, a sheet of paper
 under a lamp, into many thin bins, while a flat dark table stays in one and wins. Here
 pixels are grouped by k-means in CIELAB, where distance follows perceived difference, then
-clusters closer than ΔE 10 are merged, so a surface counts once with its whole area.
+clusters closer than ΔE 10 (lightness at half weight) are merged, so a surface counts
+once with its whole area.
 CIELAB rather than OKLab: OKLab's cube root spreads near-black values far apart (sRGB 0
 and 8 are 0.13 apart in L, a large step), so the dark shadows of a night photo split into
 several "different" blacks; CIELAB's linear toe keeps them together.
@@ -15,7 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# CIELAB distance (ΔE*ab) under which two colours read as one in a palette.
+# Distance under which two colours read as one in a palette: CIELAB with lightness
+# differences counted at half weight (as CMC l:c = 2:1 does for acceptability), because
+# light falling unevenly on one surface changes mostly its lightness: a sheet of paper
+# under a lamp stays one white, from its bright corner to its shaded one.
+_LIGHTNESS_WEIGHT = 0.5
 _MERGE_DISTANCE = 10.0
 # Pixels are first pooled in cells of this size in CIELAB (L 0-100, a and b about
 # -100..100): a few hundred weighted points instead of thousands of pixels.
@@ -66,7 +71,7 @@ def lab_to_srgb8(lab: np.ndarray) -> np.ndarray:
 
 def palette(rgb: np.ndarray, count: int = 5) -> list[Swatch]:
     """Up to count colours of an 8-bit sRGB image (H, W, 3), largest share first."""
-    lab = srgb_to_lab(rgb.reshape(-1, 3))
+    lab = srgb_to_lab(rgb.reshape(-1, 3)) * np.array([_LIGHTNESS_WEIGHT, 1.0, 1.0])
     total = lab.shape[0]
     if total == 0:
         return []
@@ -82,7 +87,7 @@ def palette(rgb: np.ndarray, count: int = 5) -> list[Swatch]:
     # Shares are counted on the pixels themselves, against the final centres.
     centres, mass = _merge(centres, np.bincount(_nearest(lab, centres), minlength=len(centres)))
     order = sorted(range(len(centres)), key=lambda i: (-mass[i], tuple(centres[i])))[:count]
-    colours = lab_to_srgb8(centres[order])
+    colours = lab_to_srgb8(centres[order] / np.array([_LIGHTNESS_WEIGHT, 1.0, 1.0]))
     return [
         Swatch("#" + bytes(int(c) for c in colour).hex(), round(float(mass[i]) / total, 4))
         for colour, i in zip(colours, order, strict=True)
