@@ -108,7 +108,9 @@ def test_white_paper_on_a_dark_table_is_white_first(seed: int) -> None:
     rgb = _paper_on_table(seed)
     palette = _analysed(rgb)["palette"]
     first = palette[0]
-    lightness = float(srgb_to_lab(np.array([int(first["hex"][i : i + 2], 16) for i in (1, 3, 5)], np.uint8))[0])
+    lightness = float(
+        srgb_to_lab(np.array([int(first["hex"][i : i + 2], 16) for i in (1, 3, 5)], np.uint8))[0]
+    )
     assert lightness > 85, palette
     assert first["share"] > 0.45, palette
     # The table is one colour, not five shades of dark red.
@@ -125,7 +127,8 @@ def test_an_image_with_alpha_is_seen_over_white() -> None:
     rgba = np.zeros((200, 300, 4), np.uint8)
     rgba[:, :150] = (10, 90, 200, 255)  # opaque blue left half, transparent right half
     palette = analyze_pixels(photolike.to_vips(rgba))["palette"]
-    assert _delta_e(palette[0]["hex"], (10, 90, 200)) < 5 or _delta_e(
-        palette[0]["hex"], (255, 255, 255)
-    ) < 5
+    assert (
+        _delta_e(palette[0]["hex"], (10, 90, 200)) < 5
+        or _delta_e(palette[0]["hex"], (255, 255, 255)) < 5
+    )
     assert {round(s["share"], 1) for s in palette[:2]} == {0.5}, palette

@@ -5,6 +5,7 @@ corpus photos, where the corpus is present)."""
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from pathlib import Path
 from typing import Any
@@ -50,13 +51,15 @@ def _brightened(rgb: np.ndarray, gain: float, offset: float = 0.0) -> np.ndarray
 
 
 def _strictly_falling(scores: list[int], what: str) -> None:
-    assert all(a > b for a, b in zip(scores, scores[1:], strict=False)), f"{what}: {scores}"
+    assert all(a > b for a, b in itertools.pairwise(scores)), f"{what}: {scores}"
 
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_more_blur_gives_a_lower_score(tmp_path: Path, seed: int) -> None:
     scene = _scene(seed)
-    results = [_quality(tmp_path, photolike.encode(_blurred(scene, s)), ".png") for s in (0, 1.5, 4)]
+    results = [
+        _quality(tmp_path, photolike.encode(_blurred(scene, s)), ".png") for s in (0, 1.5, 4)
+    ]
     _strictly_falling([r["score"] for r in results], "score by blur 0, 1.5, 4")
     _strictly_falling([r["sharpness"] for r in results], "sharpness by blur")
     assert all(r["jpeg_quality"] is None for r in results)  # PNG: no quantisation tables
@@ -143,5 +146,10 @@ def test_on_the_corpus_photos_blur_clipping_and_compression_each_lower_the_score
         best = _quality(tmp_path, photolike.encode(rgb, ".jpg", Q=95), ".jpg")["score"]
         worst = _quality(tmp_path, photolike.encode(rgb, ".jpg", Q=20), ".jpg")["score"]
         assert blurred < clean and clipped < clean and worst < best, (
-            photo.name, clean, blurred, clipped, best, worst
+            photo.name,
+            clean,
+            blurred,
+            clipped,
+            best,
+            worst,
         )

@@ -15,10 +15,10 @@ def _header(hash_b64: str) -> dict[str, float | int | bool]:
     raw = base64.b64decode(hash_b64)
     h24 = raw[0] | raw[1] << 8 | raw[2] << 16
     h16 = raw[3] | raw[4] << 8
-    l, p, q = (h24 & 63) / 63, (h24 >> 6 & 63) / 31.5 - 1, (h24 >> 12 & 63) / 31.5 - 1
+    lum, p, q = (h24 & 63) / 63, (h24 >> 6 & 63) / 31.5 - 1, (h24 >> 12 & 63) / 31.5 - 1
     # thumbHashToAverageRGBA of the reference decoder
-    b = l - 2 / 3 * p
-    r = (3 * l - b + q) / 2
+    b = lum - 2 / 3 * p
+    r = (3 * lum - b + q) / 2
     g = r - q
     return {
         "bytes": len(raw),
