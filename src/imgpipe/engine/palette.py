@@ -24,7 +24,7 @@ _LIGHTNESS_WEIGHT = 0.5
 _MERGE_DISTANCE = 10.0
 # Pixels are first pooled in cells of this size in CIELAB (L 0-100, a and b about
 # -100..100): a few hundred weighted points instead of thousands of pixels.
-_CELL = 1.5
+_CELL = 3.0
 _CLUSTERS = 10
 _ITERATIONS = 15
 
@@ -79,9 +79,14 @@ def palette(rgb: np.ndarray, count: int = 5) -> list[Swatch]:
     centres = _seed(points, weights, min(_CLUSTERS, len(points)))
     for _ in range(_ITERATIONS):
         labels = _nearest(points, centres)
-        sums = np.zeros_like(centres)
-        np.add.at(sums, labels, points * weights[:, None])
         mass = np.bincount(labels, weights=weights, minlength=len(centres))
+        sums = np.stack(
+            [
+                np.bincount(labels, weights=points[:, i] * weights, minlength=len(centres))
+                for i in range(3)
+            ],
+            axis=1,
+        )
         keep = mass > 0
         centres = sums[keep] / mass[keep, None]
     # Shares are counted on the pixels themselves, against the final centres.
@@ -95,11 +100,10 @@ def palette(rgb: np.ndarray, count: int = 5) -> list[Swatch]:
 
 
 def _pool(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    cells = np.floor(lab / _CELL).astype(np.int64)
-    _, inverse, counts = np.unique(cells, axis=0, return_inverse=True, return_counts=True)
-    inverse = inverse.reshape(-1)
-    sums = np.zeros((len(counts), 3))
-    np.add.at(sums, inverse, lab)
+    cells = np.floor(lab / _CELL).astype(np.int64) + 512  # every axis within 0..1023
+    keys = cells[:, 0] << 20 | cells[:, 1] << 10 | cells[:, 2]
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    sums = np.stack([np.bincount(inverse, weights=lab[:, i]) for i in range(3)], axis=1)
     return sums / counts[:, None], counts.astype(np.float64)
 
 
@@ -119,7 +123,8 @@ def _seed(points: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
 
 
 def _nearest(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    distances = ((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
+    # |p - c|^2 = |p|^2 - 2 p.c + |c|^2; |p|^2 is the same for every centre.
+    distances = (centres**2).sum(axis=1)[None, :] - 2 * points @ centres.T
     labels: np.ndarray = np.argmin(distances, axis=1)
     return labels
 

@@ -62,8 +62,7 @@ class PixelQuality:
 
 def measure_pixels(rgb: np.ndarray) -> PixelQuality:
     """The pixel measures of an 8-bit sRGB image (H, W, 3) at most ANALYSIS_SIZE wide."""
-    values = rgb.astype(np.float64)
-    grey = values @ np.array([0.2126, 0.7152, 0.0722])
+    grey = rgb.astype(np.float32) @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
     # Highlights clip channel by channel: a blown channel loses its detail and shifts the
     # hue (an overexposed blue sky turns cyan), so every channel value at 253 or above
     # counts. Shadows count only where all three channels are black: saturated colours
