@@ -53,7 +53,7 @@ _IJG_CHROMA[[0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 24, 25, 27]] = [
 
 @dataclass(frozen=True, slots=True)
 class PixelQuality:
-    sharpness: float | None  # 0-1, 1 = crisp; None when the image is too small to tell
+    sharpness: float | None  # 0-1, 1 = crisp; None when too small or too flat to tell
     exposure: float  # 0-1, 1 = nothing clipped
     clipped_highlights: float  # share of channel values at 253-255
     clipped_shadows: float  # share of pixels black in every channel (0-5)
@@ -80,6 +80,8 @@ def measure_pixels(rgb: np.ndarray) -> PixelQuality:
 
 def _sharpness(grey: np.ndarray) -> float | None:
     if max(grey.shape) < _MIN_SHARPNESS_SIZE or min(grey.shape) < 3:
+        return None
+    if float(grey.std()) < 2.0:  # a flat image has no edge to be sharp or soft
         return None
     lap = grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:]
     lap = lap - 4 * grey[1:-1, 1:-1]
