@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -132,3 +133,35 @@ def test_an_image_with_alpha_is_seen_over_white() -> None:
         or _delta_e(palette[0]["hex"], (255, 255, 255)) < 5
     )
     assert {round(s["share"], 1) for s in palette[:2]} == {0.5}, palette
+
+
+def test_a_blue_heic_lists_blue_first(tmp_path: Path) -> None:
+    # The second case: a clearly blue HEIC once listed only greys.
+    import pillow_heif
+    from PIL import Image
+
+    from imgpipe.domain.media import Limits
+    from imgpipe.domain.profiles import BUILTIN_PROFILES
+    from imgpipe.engine.pipeline import render_variants
+    from imgpipe.engine.probe import probe
+
+    height, width = 600, 800
+    y = np.linspace(0, 1, height)[:, None, None]
+    sky = np.array([40, 110, 220]) * (1 - y) + np.array([140, 190, 240]) * y
+    rgb = sky * np.ones((1, width, 1))
+    rgb[450:] = (200, 200, 200)  # a grey strip of pavement: a quarter of the frame
+    rgb += np.random.default_rng(1).normal(0, 3, rgb.shape)
+    path = tmp_path / "sky.heic"
+    pillow_heif.from_pillow(Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))).save(
+        path, quality=80
+    )
+    limits = Limits(max_upload_bytes=1 << 30, max_pixels=1 << 30, max_frames=500)
+    spec = BUILTIN_PROFILES[0].variants()[0]
+    palette = render_variants(path, probe(path, limits), [spec]).analysis["palette"]
+    blues = [s for s in palette if _lab_of(s["hex"])[2] < -30]
+    assert palette[0] in blues and sum(s["share"] for s in blues) > 0.7, palette
+
+
+def _lab_of(hex_colour: str) -> np.ndarray:
+    rgb = [int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)]
+    return srgb_to_lab(np.array(rgb, np.uint8))
