@@ -153,3 +153,14 @@ def test_on_the_corpus_photos_blur_clipping_and_compression_each_lower_the_score
             best,
             worst,
         )
+
+
+def test_a_huge_jpeg_header_is_read_without_pillows_bomb_guard(tmp_path: Path) -> None:
+    # 30000 x 30000 by its header (900 Mpx, past Pillow's own limit): only the header is
+    # read, so the quality still comes out and nothing is decoded.
+    data = bytearray(photolike.encode(_scene(1)[:64, :64], ".jpg", Q=66))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = (30000).to_bytes(2, "big") * 2
+    path = tmp_path / "huge.jpg"
+    path.write_bytes(bytes(data))
+    assert jpeg_quality(path) == 66

@@ -117,10 +117,14 @@ def _noise_sigma(grey: np.ndarray) -> float:
 def jpeg_quality(path: Path) -> int | None:
     """The IJG quality (1-100) whose scaled standard tables are nearest to the file's own
     quantisation tables, read from the header only; None when they cannot be read."""
+    # imgpipe's own MAX_PIXELS was enforced from the header already; Pillow's separate
+    # bomb guard (a lower default) must not turn an accepted image into a failure (as in
+    # engine/loaders.py). Only the header is read here.
+    Image.MAX_IMAGE_PIXELS = None
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=["JPEG"]) as image:
             tables = getattr(image, "quantization", None) or {}
-    except (OSError, ValueError, SyntaxError):
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
     luma = tables.get(0)
     if luma is None or len(luma) != 64:
