@@ -63,19 +63,23 @@ def analyze_pixels(image: Any) -> dict[str, Any]:
 
     ``quality`` here holds the pixel measures only; ``file_facts`` adds the JPEG quality
     and the score once the file's header has been read."""
-    rgb = _rgb_array(image.thumbnail_image(64, height=64))
+    rgb = _rgb_array(_shrunk(image, 64))
     swatches = palette(rgb)
-    measures = quality.measure_pixels(
-        _rgb_array(image.thumbnail_image(quality.ANALYSIS_SIZE, height=quality.ANALYSIS_SIZE))
-    )
+    measures = quality.measure_pixels(_rgb_array(_shrunk(image, quality.ANALYSIS_SIZE)))
     return {
         "dominant_colors": [s.hex for s in swatches],
         "palette": [{"hex": s.hex, "share": s.share} for s in swatches],
         "blurhash": blurhash(rgb),
-        "thumbhash": thumbhash(_rgba_array(image.thumbnail_image(100, height=100))),
+        "thumbhash": thumbhash(_rgba_array(_shrunk(image, 100))),
         "phash": phash(image),
         "quality": quality.quality_summary(measures, None),
     }
+
+
+def _shrunk(image: Any, longest: int) -> Any:
+    # Never enlarged: an upscaled icon would be measured as blurry, and its colours as
+    # the interpolation's blends.
+    return image.thumbnail_image(longest, height=longest, size="down")
 
 
 def _rgb_array(small: Any) -> np.ndarray:
