@@ -16,11 +16,12 @@ from imgpipe.api.deps import (
     staging_dir,
 )
 from imgpipe.api.head import is_head
-from imgpipe.api.schemas import ImageOut, ImagePageOut, ReprocessIn
+from imgpipe.api.schemas import ImageOut, ImagePageOut, ReprocessIn, SimilarPageOut
 from imgpipe.api.upload import receive_upload
+from imgpipe.domain import similarity
 from imgpipe.domain.access import Principal
 from imgpipe.domain.errors import BadRequest, ImgpipeError
-from imgpipe.services import ingest, manage, queries
+from imgpipe.services import ingest, manage, queries, similar
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.services.queries import StoredObject
 from imgpipe.telemetry import metrics
@@ -113,6 +114,22 @@ def list_images(
 @router.get("/{image_id}", response_model=ImageOut)
 def get_image(image_id: str, deps: Deps, owner: Owner) -> ImageOut:
     return ImageOut.of(queries.get_image(deps, image_id, owner))
+
+
+@router.get("/{image_id}/similar", response_model=SimilarPageOut)
+def similar_images(
+    image_id: str,
+    deps: Deps,
+    owner: Owner,
+    max_distance: Annotated[
+        int, Query(ge=0, le=similarity.MAX_DISTANCE)
+    ] = similarity.DEFAULT_MAX_DISTANCE,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> SimilarPageOut:
+    """The caller's images whose 64-bit pHash differs from this one's in at most
+    ``max_distance`` bits, nearest first."""
+    found = similar.similar(deps, image_id, owner, max_distance, limit)
+    return SimilarPageOut.of(image_id, max_distance, found)
 
 
 @router.get("/{image_id}/variants/{name}", response_class=Response)
