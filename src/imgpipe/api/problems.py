@@ -72,7 +72,9 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return problem_response(exc.status_code, code, str(exc.detail), str(exc.detail))
+    # Keep the framework's headers: a 405 must say which methods are allowed (Allow).
+    headers = dict(exc.headers) if exc.headers else None
+    return problem_response(exc.status_code, code, str(exc.detail), str(exc.detail), headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -9,7 +9,14 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from imgpipe.api.deps import current_owner, current_principal, service_deps, staging_dir
+from imgpipe.api.deps import (
+    api_base_url,
+    current_owner,
+    current_principal,
+    location_of,
+    service_deps,
+    staging_dir,
+)
 from imgpipe.api.schemas import ImageOut
 from imgpipe.api.upload import receive_body
 from imgpipe.domain.access import Principal
@@ -46,7 +53,7 @@ class UploadOut(BaseModel):
 def announce_upload(body: UploadIn, request: Request, deps: Deps, owner: Owner) -> UploadOut:
     """Get a form to upload a large file straight to storage, then call ``complete``."""
     ticket = direct.announce(
-        deps, owner, body.filename, body.content_type, body.bytes, str(request.base_url)
+        deps, owner, body.filename, body.content_type, body.bytes, api_base_url(request)
     )
     target = UploadTarget(
         method=ticket.method,
@@ -82,9 +89,12 @@ async def receive_upload_content(
 
 
 @router.post("/v1/images/{image_id}/complete", status_code=202, response_model=ImageOut)
-def complete_upload(image_id: str, deps: Deps, caller: Caller) -> ImageOut:
+def complete_upload(
+    image_id: str, request: Request, response: Response, deps: Deps, caller: Caller
+) -> ImageOut:
     """Validate the uploaded bytes like any upload, store the original, enqueue.
 
     Webhooks for a direct upload go to the key's default callback URL."""
     view = direct.complete(deps, image_id, caller.owner, caller.callback_url)
+    response.headers["Location"] = location_of(request, f"/v1/images/{view.id}")
     return ImageOut.of(view)

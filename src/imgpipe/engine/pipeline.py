@@ -26,7 +26,7 @@ from imgpipe.domain.media import ImageFormat, ProbeResult
 from imgpipe.domain.profiles import VariantSpec
 from imgpipe.domain.render_options import BadOption
 from imgpipe.engine import faces
-from imgpipe.engine.analyze import analyze_pixels, file_exif
+from imgpipe.engine.analyze import analyze_pixels, file_facts
 from imgpipe.engine.deadline import Deadline
 from imgpipe.engine.errors import as_error
 from imgpipe.engine.plan import base_size, plan
@@ -139,7 +139,7 @@ def render_variants(
     if not analysis and any(isinstance(o, Rendered) for o in outcomes.values()):
         analysis.update(_analyze_first_frame(path, probe))
     if analysis:
-        analysis["exif"] = file_exif(path, probe.format)
+        analysis.update(file_facts(path, probe.format, analysis))
     return RenderResult(outcomes, analysis, source)
 
 

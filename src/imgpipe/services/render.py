@@ -264,11 +264,7 @@ def _render_and_store(deps: ServiceDeps, target: RenderTarget) -> bytes:
         planned = plan(options, facts.upright_size)
         width, height = planned.output
         if width * height > deps.render.max_output_pixels:
-            raise BadOption(
-                "w" if options.width else "h",
-                f"a size whose output has at most {deps.render.max_output_pixels} pixels",
-                f"{width}x{height}",
-            )
+            raise _too_large(options, (width, height), deps.render.max_output_pixels)
         source_size = _source_to_read(deps, facts, planned)
         with _SLOTS.slot(deps.render.max_in_flight), contextlib.ExitStack() as stack:
             pixels_path, pixels_facts = path, facts
@@ -350,6 +346,21 @@ def _media_type(data: bytes) -> str:
 # --- watermarks -------------------------------------------------------------------------
 
 _WATERMARK_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _too_large(options: RenderOptions, output: tuple[int, int], limit: int) -> BadOption:
+    """Name what the caller asked for (w=8000), and why it is too much: the output
+    size comes from the image, which the caller may not know (never upscaled, so w=8000
+    on a 6000x4000 photo makes 6000x4000)."""
+    asked = {"w": options.width, "h": options.height}
+    given = {name: value for name, value in asked.items() if value is not None}
+    width, height = output
+    return BadOption(
+        "w" if options.width is not None or options.height is None else "h",
+        f"a size whose output has at most {limit} pixels (RENDER_MAX_PIXELS); "
+        f"this image would come out {width}x{height}",
+        "&".join(f"{name}={value}" for name, value in given.items()) or None,
+    )
 
 
 def _watermark(deps: ServiceDeps, options: RenderOptions) -> tuple[Path | None, str]:
