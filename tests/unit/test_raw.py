@@ -36,14 +36,22 @@ def _is_grey(rgb: tuple[int, ...]) -> bool:
 
 @pytest.mark.parametrize(
     ("orientation", "red_corner"),
-    [(1, "top-left"), (6, "top-right"), (3, "bottom-right"), (8, "bottom-left")],
+    [
+        (1, "top-left"),
+        (6, "top-right"),
+        (3, "bottom-right"),
+        (8, "bottom-left"),
+        (2, "top-right"),  # mirrored
+        (5, "top-left"),  # transposed
+        (7, "bottom-right"),  # transverse
+    ],
 )
 def test_the_variants_are_the_oriented_demosaic_with_its_colours(
     tmp_path: Path, orientation: int, red_corner: str
 ) -> None:
     path = tmp_path / "photo.dng"
     path.write_bytes(dng(bayer(scene(1200, 800)), orientation=orientation))
-    sideways = orientation in (6, 8)
+    sideways = orientation >= 5
     calls: list[Path] = []
     decode_raw = raw.decode_raw
 
@@ -108,6 +116,9 @@ def test_output_size_follows_libraw(tmp_path: Path) -> None:
     assert raw.output_size(6000, 4000, 1.0, 0) == (6000, 4000)
     assert raw.output_size(6000, 4000, 1.0, 6) == (4000, 6000)
     assert raw.output_size(6000, 4000, 1.0, 5) == (4000, 6000)
+    assert raw.output_size(6000, 4000, 1.0, 4) == (4000, 6000)  # transposed (EXIF 5)
+    assert raw.output_size(6000, 4000, 1.0, 7) == (4000, 6000)  # transverse (EXIF 7)
+    assert raw.output_size(6000, 4000, 1.0, 1) == (6000, 4000)  # mirrored
     assert raw.output_size(3000, 4000, 2.0, 0) == (6000, 4000)  # wide pixels stretched
     assert raw.output_size(6000, 2000, 0.5, 3) == (6000, 4000)
 

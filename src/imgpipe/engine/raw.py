@@ -25,8 +25,9 @@ import rawpy
 from imgpipe.domain.errors import CorruptImage
 from imgpipe.domain.media import ImageFormat, ProbeResult
 
-# LibRaw's flip codes that turn the image sideways (its 5 and 6 are EXIF's 8 and 6).
-_SIDEWAYS = (5, 6)
+# LibRaw's flip is a bit set: 1 mirror left-right, 2 upside down, 4 transpose. With 4 the
+# axes swap (EXIF orientations 5 to 8 are flips 4, 6, 7 and 5).
+_TRANSPOSE = 4
 # sRGB's tone curve as LibRaw's (power, toe slope); its default is BT.709's (2.222, 4.5).
 _SRGB_GAMMA = (2.4, 12.92)
 
@@ -57,7 +58,7 @@ def output_size(width: int, height: int, pixel_aspect: float, flip: int) -> tupl
         height = int(height / pixel_aspect + 0.5)
     elif pixel_aspect > 1:
         width = int(width * pixel_aspect + 0.5)
-    return (height, width) if flip in _SIDEWAYS else (width, height)
+    return (height, width) if flip & _TRANSPOSE else (width, height)
 
 
 def decode_raw(path: Path, fmt: ImageFormat, at_least: tuple[int, int] | None = None) -> Any:
