@@ -44,6 +44,7 @@ def _is_grey(rgb: tuple[int, ...]) -> bool:
         (2, "top-right"),  # mirrored
         (5, "top-left"),  # transposed
         (7, "bottom-right"),  # transverse
+        (4, "bottom-left"),  # upside down, mirrored
     ],
 )
 def test_the_variants_are_the_oriented_demosaic_with_its_colours(
