@@ -30,7 +30,7 @@ $(SERVE_STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(DEV_STAMP): pyproject.toml $(SERVE_STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench,s3,faces]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench,s3,faces,jxl]'
 	touch $@
 
 serve: $(SERVE_STAMP)

@@ -21,6 +21,7 @@ from imgpipe.api.upload import receive_upload
 from imgpipe.domain import similarity
 from imgpipe.domain.access import Principal
 from imgpipe.domain.errors import BadRequest, ImgpipeError
+from imgpipe.domain.formats import accepted_formats
 from imgpipe.services import ingest, manage, queries, similar
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.services.queries import StoredObject
@@ -47,7 +48,14 @@ _UPLOAD_DOC = {
                     "type": "object",
                     "required": ["file"],
                     "properties": {
-                        "file": {"type": "string", "format": "binary"},
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": (
+                                "The image. Its type is decided by its bytes: "
+                                f"{accepted_formats()}; anything else is 415."
+                            ),
+                        },
                         "profiles": {"type": "string", "description": "comma-separated names"},
                         "callback_url": {"type": "string", "format": "uri"},
                     },

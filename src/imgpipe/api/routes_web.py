@@ -6,6 +6,9 @@ the key the user types (kept in the tab's sessionStorage). So these routes need 
 count against no rate limit, and expose nothing but the three files. Only names in
 ``_ASSETS`` are served, so no path can reach any other file.
 
+The format hints (the accepted formats, the file picker's ``accept`` list) are written
+into the HTML once, from the format registry (domain/formats.py).
+
 Cache: the HTML names each asset with ``?v=<content hash>``; a request carrying the current
 hash may be cached for a year, anything else (and the HTML itself) is revalidated through
 its ``ETag``. Every response carries a Content-Security-Policy that allows scripts and
@@ -18,12 +21,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import cache
+from html import escape
 from importlib.resources import files
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
 from imgpipe.domain.errors import NotFound
+from imgpipe.domain.formats import accepted_formats, upload_extensions
 
 router = APIRouter(include_in_schema=False, tags=["web"])
 
@@ -80,12 +85,26 @@ def _assets() -> dict[str, _File]:
 def _page() -> _File:
     """The HTML, with each asset reference pinned to the asset's content hash."""
     html = (files("imgpipe.api") / "web" / _PAGE).read_text("utf-8")
+    for placeholder, value in _registry_text().items():
+        if placeholder not in html:
+            raise RuntimeError(f"{_PAGE} does not hold {placeholder}")
+        html = html.replace(placeholder, escape(value))
     for name, asset in _assets().items():
         reference = f'"/static/{name}"'
         if reference not in html:
             raise RuntimeError(f"{_PAGE} does not reference /static/{name}")
         html = html.replace(reference, f'"/static/{name}?v={asset.version}"')
     return _read(_PAGE, "text/html; charset=utf-8", html.encode("utf-8"))
+
+
+def _registry_text() -> dict[str, str]:
+    """The page's format hints, written into the HTML from the format registry (the page
+    stays static for the browser: no inline script, no extra request)."""
+    return {
+        "{{accepted_formats}}": accepted_formats(),
+        # image/* alone would grey out .dng, .cr2 and the like in some file pickers.
+        "{{accept}}": ",".join(["image/*", *upload_extensions()]),
+    }
 
 
 def _respond(request: Request, file: _File, cache_control: str) -> Response:

@@ -6,8 +6,9 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, JsonValue
 
+from imgpipe.domain.formats import FORMATS, OUTPUT_FORMATS
 from imgpipe.services.similar import SimilarImage
 from imgpipe.services.views import ImagePage, ImageView
 
@@ -17,9 +18,16 @@ class VariantError(BaseModel):
     message: str
 
 
+# Format names in the schema come from the registry (domain/formats.py).
+_INPUT_NAMES: list[JsonValue] = [f.value for f in FORMATS]
+_OUTPUT_NAMES: list[JsonValue] = [f.value for f in FORMATS if f in OUTPUT_FORMATS]
+
+
 class VariantOut(BaseModel):
     status: str
-    format: str
+    format: str = Field(
+        description="The variant's format.", json_schema_extra={"enum": _OUTPUT_NAMES}
+    )
     width: int | None
     height: int | None
     bytes: int | None
@@ -31,7 +39,10 @@ class VariantOut(BaseModel):
 class OriginalOut(BaseModel):
     sha256: str
     bytes: int
-    format: str
+    format: str = Field(
+        description="The original's format, decided by its bytes.",
+        json_schema_extra={"enum": _INPUT_NAMES},
+    )
     width: int
     height: int
     frames: int

@@ -3,44 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
+from imgpipe.domain.formats import ANIMATED_OUTPUTS, OUTPUT_FORMATS, ImageFormat
 
-class ImageFormat(StrEnum):
-    JPEG = "jpeg"
-    PNG = "png"
-    WEBP = "webp"
-    GIF = "gif"
-    TIFF = "tiff"
-    AVIF = "avif"
-    HEIC = "heic"
-    BMP = "bmp"
-
-    @property
-    def media_type(self) -> str:
-        return _MEDIA_TYPES[self]
-
-    @property
-    def extension(self) -> str:
-        return "jpg" if self is ImageFormat.JPEG else self.value
-
-
-_MEDIA_TYPES = {
-    ImageFormat.JPEG: "image/jpeg",
-    ImageFormat.PNG: "image/png",
-    ImageFormat.WEBP: "image/webp",
-    ImageFormat.GIF: "image/gif",
-    ImageFormat.TIFF: "image/tiff",
-    ImageFormat.AVIF: "image/avif",
-    ImageFormat.HEIC: "image/heic",
-    ImageFormat.BMP: "image/bmp",
-}
-
-# Formats a variant may be written in (SPEC §5 `formats`).
-OUTPUT_FORMATS = frozenset({ImageFormat.WEBP, ImageFormat.AVIF, ImageFormat.JPEG, ImageFormat.PNG})
-# Output formats that hold an animation as browsers play it. Not AVIF: this libvips writes
-# an animation's frames as separate still items, not an image sequence (brand avis).
-ANIMATED_OUTPUTS = frozenset({ImageFormat.WEBP})
+# The format registry lives in domain/formats.py; these names stay importable from here.
+__all__ = ["ANIMATED_OUTPUTS", "OUTPUT_FORMATS", "ImageFormat", "Limits", "ProbeResult"]
 
 
 @dataclass(frozen=True, slots=True)

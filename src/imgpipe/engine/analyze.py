@@ -18,7 +18,7 @@ import pyvips
 
 from imgpipe.domain.media import ImageFormat
 from imgpipe.engine import quality
-from imgpipe.engine.loaders import load_header
+from imgpipe.engine.loaders import VIPS_DECODED, load_header
 from imgpipe.engine.palette import palette
 from imgpipe.engine.placeholders import thumbhash
 
@@ -192,7 +192,8 @@ def file_facts(path: Path, fmt: ImageFormat, analysis: dict[str, Any]) -> dict[s
 
 def file_exif(path: Path, fmt: ImageFormat) -> dict[str, str]:
     """Sanitised EXIF straight from a file's header (no pixels decoded)."""
-    if fmt is ImageFormat.BMP:
+    if fmt is ImageFormat.BMP or (fmt is not ImageFormat.HEIC and fmt not in VIPS_DECODED):
+        # No libvips loader reads these headers (camera RAW, JPEG XL): no EXIF is reported.
         return {}
     loader = "heifload" if fmt is ImageFormat.HEIC else None
     try:

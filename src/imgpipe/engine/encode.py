@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import pyvips
 
+from imgpipe.domain.formats import FORMATS
 from imgpipe.domain.media import ImageFormat
 
-# AVIF at libvips' default effort (4) costs seconds per megapixel; 2 keeps a cold render
-# within budget for a file ~5% larger.
-AVIF_EFFORT = 2
+# Each output format's saver and settings are in the registry (domain/formats.py).
+AVIF_EFFORT = dict(FORMATS[ImageFormat.AVIF].saver_options)["effort"]
 
 # quality="auto": the smallest file whose SSIM against the source stays at or above this.
 AUTO_SSIM_TARGET = 0.985
@@ -48,20 +48,15 @@ def encode(
 
 
 def _encode(image: Any, fmt: ImageFormat, quality: int, fast: bool = False) -> bytes:
-    data: bytes
-    if fmt is ImageFormat.WEBP:
-        if fast:
-            data = image.webpsave_buffer(Q=quality, keep="none", effort=FAST_WEBP_EFFORT)
-        else:
-            data = image.webpsave_buffer(Q=quality, keep="none")
-    elif fmt is ImageFormat.AVIF:
-        data = image.heifsave_buffer(Q=quality, compression="av1", effort=AVIF_EFFORT, keep="none")
-    elif fmt is ImageFormat.JPEG:
-        data = image.jpegsave_buffer(Q=quality, keep="none", optimize_coding=True, interlace=True)
-    elif fmt is ImageFormat.PNG:
-        data = image.pngsave_buffer(keep="none", compression=6)
-    else:  # pragma: no cover - profiles are validated against OUTPUT_FORMATS
+    spec = FORMATS[fmt]
+    if spec.saver is None:  # pragma: no cover - profiles are validated against OUTPUT_FORMATS
         raise ValueError(f"cannot encode {fmt}")
+    options: dict[str, Any] = dict(spec.saver_options)
+    if not spec.lossless:
+        options["Q"] = quality
+    if fast and fmt is ImageFormat.WEBP:
+        options["effort"] = FAST_WEBP_EFFORT
+    data: bytes = pyvips.Operation.call(f"{spec.saver}_buffer", image, **options)
     return data
 
 

@@ -2,8 +2,10 @@
 
 pyvips-binary decodes JPEG, PNG, WebP, GIF, TIFF and AV1 (AVIF), but not HEVC-coded HEIC
 (the iPhone default) nor BMP. Those two are decoded by pi-heif (decode-only libheif with
-libde265) and Pillow into memory and handed to the same pipeline. Loaders are always named
-explicitly: libvips' own sniffing would happily open SVG or PDF.
+libde265) and Pillow into memory and handed to the same pipeline, as are camera RAW
+(LibRaw through rawpy: engine/raw.py) and JPEG XL (libjxl through imagecodecs, the `jxl`
+extra: engine/jxl.py). The registry (domain/formats.py) names each format's loader.
+Loaders are always named explicitly: libvips' own sniffing would happily open SVG or PDF.
 """
 
 from __future__ import annotations
@@ -14,15 +16,14 @@ from typing import Any
 import numpy as np
 import pyvips
 
+from imgpipe.domain.formats import FORMATS, Loader
 from imgpipe.domain.media import ImageFormat
 
+# Which libvips loader reads which format comes from the registry (domain/formats.py).
 _VIPS_LOADERS = {
-    ImageFormat.JPEG: "jpegload",
-    ImageFormat.PNG: "pngload",
-    ImageFormat.WEBP: "webpload",
-    ImageFormat.GIF: "gifload",
-    ImageFormat.TIFF: "tiffload",
-    ImageFormat.AVIF: "heifload",
+    spec.format: spec.vips_loader
+    for spec in FORMATS.values()
+    if spec.loader is Loader.VIPS and spec.vips_loader
 }
 
 VIPS_DECODED = frozenset(_VIPS_LOADERS)
@@ -40,8 +41,19 @@ def open_heif(path: Path) -> Any:
     return pi_heif.open_heif(str(path), convert_hdr_to_8bit=True)
 
 
-def decode_to_vips(path: Path, fmt: ImageFormat) -> Any:
-    """Fully decode a HEIC or BMP into a libvips image (sRGB or with its ICC attached)."""
+def decode_to_vips(path: Path, fmt: ImageFormat, at_least: tuple[int, int] | None = None) -> Any:
+    """Fully decode a HEIC, BMP, camera RAW or JPEG XL into a libvips image (sRGB or with
+    its ICC attached). ``at_least``: the size the caller shrinks to, which lets a camera
+    RAW skip the full-size demosaic when half the sensor covers it."""
+    loader = FORMATS[fmt].loader
+    if loader is Loader.RAWPY:
+        from imgpipe.engine.raw import decode_raw
+
+        return decode_raw(path, fmt, at_least)
+    if loader is Loader.JXL:
+        from imgpipe.engine.jxl import decode_jxl
+
+        return decode_jxl(path)
     if fmt is ImageFormat.HEIC:
         heif = open_heif(path)
         array = np.asarray(heif)

@@ -13,13 +13,16 @@ from pathlib import Path
 import pyvips
 
 from imgpipe.domain.errors import CorruptImage, TooManyFrames, TooManyPixels, UnsupportedType
+from imgpipe.domain.formats import CAMERA_RAW, FORMATS
 from imgpipe.domain.media import ImageFormat, Limits, ProbeResult
 from imgpipe.engine import loaders
-from imgpipe.engine.sniff import check_complete, read_head, sniff_format
+from imgpipe.engine.jxl import probe_jxl
+from imgpipe.engine.raw import probe_raw
+from imgpipe.engine.sniff import check_complete, sniff_file
 
 # Formats whose extra pages are frames of one animation; for TIFF, AVIF and HEIC only the
 # first (primary) image is used, so only it counts.
-_ANIMATED_FORMATS = (ImageFormat.GIF, ImageFormat.WEBP)
+_ANIMATED_FORMATS = frozenset(f for f, spec in FORMATS.items() if spec.animation)
 
 
 def probe(path: Path, limits: Limits) -> ProbeResult:
@@ -27,12 +30,16 @@ def probe(path: Path, limits: Limits) -> ProbeResult:
 
     Raises UnsupportedType, CorruptImage, TooManyFrames or TooManyPixels.
     """
-    fmt = sniff_format(read_head(path))
+    fmt = sniff_file(path)
     check_complete(path, fmt)
     if fmt is ImageFormat.BMP:
         result = _probe_bmp(path)
     elif fmt is ImageFormat.HEIC:
         result = _probe_heic(path)
+    elif fmt in CAMERA_RAW:
+        result = probe_raw(path, fmt)
+    elif fmt is ImageFormat.JXL:
+        result = probe_jxl(path)
     else:
         result = _probe_vips(path, fmt)
     _check_limits(result, limits)

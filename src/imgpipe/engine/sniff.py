@@ -12,48 +12,48 @@ import mmap
 import struct
 from pathlib import Path
 
+from imgpipe.domain import formats
 from imgpipe.domain.errors import CorruptImage, UnsupportedType
+from imgpipe.domain.formats import TiffFacts
 from imgpipe.domain.media import ImageFormat
+from imgpipe.engine.tiffdir import read_tiff_facts
 
-HEAD_BYTES = 64
-
-_HEIF_BRANDS_AVIF = {b"avif", b"avis"}
-_HEIF_BRANDS_HEIC = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
+HEAD_BYTES = formats.HEAD_BYTES
 
 
-def sniff_format(head: bytes) -> ImageFormat:
-    """The format named by the magic numbers in ``head``; UnsupportedType otherwise."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return ImageFormat.JPEG
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return ImageFormat.PNG
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return ImageFormat.WEBP
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return ImageFormat.GIF
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return ImageFormat.TIFF
-    if head[:2] == b"BM" and len(head) >= 26:
-        return ImageFormat.BMP
-    if head[4:8] == b"ftyp":
-        return _sniff_heif(head)
+def sniff_file(path: Path) -> ImageFormat:
+    """The file's format by content: magic numbers, and for a TIFF header its directories
+    (a DNG, NEF or ARW is a TIFF underneath: engine/tiffdir.py)."""
+    head = read_head(path)
+    tiff = read_tiff_facts(path) if formats.is_tiff_structured(head) else None
+    return sniff_format(head, tiff)
+
+
+def sniff_format(head: bytes, tiff: TiffFacts | None = None) -> ImageFormat:
+    """The format named by the magic numbers in ``head`` (and ``tiff``, the directories of
+    a TIFF-structured file, when read); UnsupportedType otherwise. The registry
+    (domain/formats.py) holds every format's test."""
+    fmt = formats.identify(head, tiff)
+    if fmt is ImageFormat.TIFF and tiff is not None and tiff.sensor_data:
+        # Sensor data in a TIFF from a camera the registry does not list: read as a TIFF it
+        # would give the embedded preview, which is never the image.
+        raise UnsupportedType(
+            f"The file is a camera RAW{f' from {tiff.make}' if tiff.make else ''} of a kind "
+            f"imgpipe does not read; it accepts {formats.accepted_formats(conjunction='or')}."
+        )
+    if fmt is not None:
+        return fmt
     if not head:
         raise UnsupportedType("The file is empty.")
+    if formats.is_iso_media(head):
+        brand = head[8:12].decode("latin-1").strip()
+        raise UnsupportedType(
+            f"This ISO media file (brand {brand!r}) is not an image imgpipe accepts: "
+            f"{formats.accepted_formats(conjunction='or')}."
+        )
     raise UnsupportedType(
-        "The file is not an image imgpipe accepts: JPEG, PNG, WebP, GIF, TIFF, AVIF, HEIC or BMP."
+        f"The file is not an image imgpipe accepts: {formats.accepted_formats(conjunction='or')}."
     )
-
-
-def _sniff_heif(head: bytes) -> ImageFormat:
-    box_size = struct.unpack(">I", head[:4])[0]
-    brands = [head[8:12]]
-    end = min(box_size, len(head))
-    brands += [head[i : i + 4] for i in range(16, end - 3, 4)]
-    if any(b in _HEIF_BRANDS_AVIF for b in brands):
-        return ImageFormat.AVIF
-    if any(b in _HEIF_BRANDS_HEIC for b in brands):
-        return ImageFormat.HEIC
-    raise UnsupportedType("This ISO media file is not an AVIF or HEIC image.")
 
 
 def check_complete(path: Path, fmt: ImageFormat) -> None:

@@ -69,7 +69,7 @@ def decode(
             source = loaders.vips_source(path, all_frames=all_frames)
             image = pyvips.Image.thumbnail(source, width, **options)
         else:
-            full = loaders.decode_to_vips(path, probe.format)
+            full = loaders.decode_to_vips(path, probe.format, at_least=size)
             options = {"height": height, "size": "force"}
             if needs_colour_transform(full):
                 options.update(export_profile="srgb", intent="perceptual")
