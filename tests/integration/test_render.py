@@ -88,6 +88,20 @@ def test_format_auto_negotiates_from_accept_and_varies(
     assert len(etags) == 3
 
 
+def test_jpeg_xl_where_accept_names_it(
+    client: httpx.Client, key: bytes, photo: dict[str, Any]
+) -> None:
+    import imagecodecs
+
+    url = signed(key, f"/v1/render/{photo['id']}?w=200")
+    response = client.get(url, headers={"Accept": "image/jxl," + AVIF_FIRST})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/jxl"
+    assert imagecodecs.jpegxl_decode(response.content).shape == (150, 200, 3)
+    again = client.get(url, headers={"Accept": "image/jxl," + AVIF_FIRST})  # a cache hit
+    assert again.headers["content-type"] == "image/jxl" and again.content == response.content
+
+
 def test_auto_keeps_alpha_as_png_for_clients_without_webp_or_avif(
     client: httpx.Client, key: bytes
 ) -> None:

@@ -49,3 +49,25 @@ def test_format_auto_negotiation(accept: str, expected: str) -> None:
 
 def test_an_explicit_format_ignores_accept() -> None:
     assert render._negotiate(parse_options([("format", "png")]), "image/avif") == "png"
+
+
+def test_jpeg_xl_only_where_accept_names_it() -> None:
+    # The jxl extra is part of the test install (Makefile), so the server can write it.
+    assert render._negotiate(parse_options([]), "image/jxl,image/avif,image/webp") == "jxl"
+    assert render._negotiate(parse_options([]), "image/avif,image/*") == "avif"
+    assert render._negotiate(parse_options([("format", "jxl")]), "") == "jxl"
+
+
+def test_a_cached_render_is_served_with_the_type_its_bytes_are(tmp_path: Any) -> None:
+    import io
+
+    import imagecodecs
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.zeros((8, 8, 3), np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "AVIF")
+    assert render._media_type(out.getvalue()) == "image/avif"
+    assert render._media_type(bytes(imagecodecs.jpegxl_encode(pixels))) == "image/jxl"
+    assert render._media_type(b"nothing known") == "application/octet-stream"

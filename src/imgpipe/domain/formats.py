@@ -236,7 +236,7 @@ _ENTRIES = (
     FormatSpec(
         ImageFormat.JXL, "JPEG XL", "image/jxl", ("jxl",),
         _m(lambda h: h.startswith((JXL_CODESTREAM, JXL_CONTAINER))),
-        Loader.JXL, alpha=True, extra="jxl",
+        Loader.JXL, alpha=True, extra="jxl", output=True,  # written by engine/jxl.py
     ),
 )  # fmt: skip
 

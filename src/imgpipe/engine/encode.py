@@ -14,6 +14,7 @@ import pyvips
 
 from imgpipe.domain.formats import FORMATS
 from imgpipe.domain.media import ImageFormat
+from imgpipe.engine import jxl
 
 # Each output format's saver and settings are in the registry (domain/formats.py).
 AVIF_EFFORT = dict(FORMATS[ImageFormat.AVIF].saver_options)["effort"]
@@ -48,6 +49,8 @@ def encode(
 
 
 def _encode(image: Any, fmt: ImageFormat, quality: int, fast: bool = False) -> bytes:
+    if fmt is ImageFormat.JXL:  # libvips here has no JXL saver: libjxl through imagecodecs
+        return jxl.encode_jxl(image, quality, fast=fast)
     spec = FORMATS[fmt]
     if spec.saver is None:  # pragma: no cover - profiles are validated against OUTPUT_FORMATS
         raise ValueError(f"cannot encode {fmt}")

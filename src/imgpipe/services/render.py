@@ -36,11 +36,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from imgpipe.db.schema import ImageRow
 from imgpipe.domain.errors import ImgpipeError, NotFound
+from imgpipe.domain.formats import HEAD_BYTES, identify
 from imgpipe.domain.media import ImageFormat, ProbeResult
 from imgpipe.domain.render_options import BadOption, RenderOptions, parse_options
 from imgpipe.domain.signing import authorise_render
 from imgpipe.domain.states import ImageStatus
-from imgpipe.engine import render_source
+from imgpipe.engine import jxl, render_source
 from imgpipe.engine.deadline import Deadline
 from imgpipe.engine.plan import Plan, plan
 from imgpipe.engine.probe import probe
@@ -175,10 +176,18 @@ def _authorised_options(
 
 
 def _negotiate(options: RenderOptions, accept: str) -> str:
+    """The output format: as asked, or for format=auto the best the client names: JPEG XL
+    (only where Accept names image/jxl and the `jxl` extra is installed), AVIF, WebP, else
+    JPEG or PNG (legacy)."""
     if options.format is not None:
+        if options.format is ImageFormat.JXL and not jxl.available():
+            raise BadOption(
+                "format", "a format this server can write (jxl needs imgpipe[jxl])", "jxl"
+            )
         return options.format.value
     accepted = _accepted_types(accept)
-    for candidate in ("avif", "webp"):
+    candidates = ("jxl", "avif", "webp") if jxl.available() else ("avif", "webp")
+    for candidate in candidates:
         if f"image/{candidate}" in accepted:
             return candidate
     return LEGACY
@@ -334,13 +343,9 @@ def _open_usable_source(
 
 
 def _media_type(data: bytes) -> str:
-    if data.startswith(b"\x89PNG"):
-        return ImageFormat.PNG.media_type
-    if data.startswith(b"\xff\xd8"):
-        return ImageFormat.JPEG.media_type
-    if data[8:12] == b"WEBP":
-        return ImageFormat.WEBP.media_type
-    return ImageFormat.AVIF.media_type
+    """The cached render's type, by the registry's own recognition of its first bytes."""
+    fmt = identify(data[:HEAD_BYTES])
+    return fmt.media_type if fmt is not None else "application/octet-stream"
 
 
 # --- watermarks -------------------------------------------------------------------------
