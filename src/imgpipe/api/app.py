@@ -17,6 +17,7 @@ from imgpipe.api import (
     routes_webhooks,
 )
 from imgpipe.api.routes_render import router as render_router
+from imgpipe.api.routes_render_url import router as render_url_router
 from imgpipe.services.deps import ServiceDeps
 
 
@@ -37,5 +38,6 @@ def create_app(deps: ServiceDeps) -> FastAPI:
     app.include_router(routes_webhooks.router)
     app.include_router(routes_admin.router)
     app.include_router(render_router)
+    app.include_router(render_url_router)
     app.include_router(routes_web.router)
     return app

@@ -6,7 +6,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from imgpipe.services.views import ImagePage, ImageView
 
@@ -34,6 +34,9 @@ class OriginalOut(BaseModel):
     width: int
     height: int
     frames: int
+    filename: str | None = Field(
+        description="The uploaded file's name, sanitised; null when none was given."
+    )
 
 
 class ImageMetadataOut(BaseModel):
