@@ -5,7 +5,7 @@ an image the caller owns (another owner's is 404, as everywhere). The options go
 the same parser and canonical spelling as ``GET /v1/render`` and ``imgpipe sign``, so a
 URL handed out here is one the render route accepts, and a bad option is the same 400
 ``bad_option`` naming the option. Every URL expires: whoever holds it gets that one
-render without a key until then (docs/render.md, "Who may render").
+render without a key until then (docs/render.md, "Signing").
 """
 
 from __future__ import annotations
