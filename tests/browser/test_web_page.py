@@ -259,9 +259,15 @@ def test_the_owner_downloads_reprocesses_renders_and_deletes(
     with web.client() as client:
         assert client.get(f"/v1/images/{image_id}").json()["updated_at"] > before
 
-    # Render URL: choose size, fit and format; the preview shows exactly that render.
+    # Render URL: an option the render route would refuse shows its problem...
+    signed_in.console.expect_status(400)
     item.locator("summary", has_text="Render URL").click()
     builder = item.locator(".render-builder")
+    builder.get_by_label("Width").fill("99999")
+    expect(builder.locator(".problem code")).to_have_text("bad_option")
+    expect(builder.locator(".problem")).to_contain_text("'w'")
+    expect(builder.get_by_role("button", name=f"Copy the render URL for {name}")).to_be_disabled()
+    # ...and size, fit and format the route takes give a preview of exactly that render.
     builder.get_by_label("Width").fill("320")
     builder.get_by_label("Height").fill("200")
     builder.get_by_label("Fit").select_option("cover")
@@ -273,10 +279,9 @@ def test_the_owner_downloads_reprocesses_renders_and_deletes(
     )
     assert wait_for_preview(preview) == (320, 200)
     expect(builder.locator(".hint")).to_contain_text("without a key")
-    item.scroll_into_view_if_needed()
-    page.screenshot(path=artifacts / "render-builder.png", full_page=True)
-
-    builder.get_by_role("button", name=f"Copy the render URL for {name}").click()
+    copy = builder.get_by_role("button", name=f"Copy the render URL for {name}")
+    copy.click()
+    expect(copy).to_have_text("Copied")  # the clipboard write has finished
     copied = page.evaluate("navigator.clipboard.readText()")
     assert copied == builder.locator("input.render-url").input_value()
     assert copied.startswith(web.base_url + f"/v1/render/{image_id}?")
@@ -284,6 +289,7 @@ def test_the_owner_downloads_reprocesses_renders_and_deletes(
     assert rendered.status_code == 200, rendered.text
     assert rendered.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(rendered.content)).size == (320, 200)
+    page.screenshot(path=artifacts / "render-builder.png", full_page=True)
 
     # Delete: a second press confirms; the image is gone for the API too.
     remove = item.get_by_role("button", name="Delete")
@@ -294,7 +300,8 @@ def test_the_owner_downloads_reprocesses_renders_and_deletes(
     with web.client() as client:
         assert client.get(f"/v1/images/{image_id}").status_code == 404
     page.reload()
-    expect(page.locator("li.card").first).to_be_visible()
+    # The list has loaded (other cards, or the empty state) and this one is not in it.
+    expect(page.locator("li.card, #empty:not([hidden])").first).to_be_visible()
     expect(card(page, name)).to_have_count(0)
 
 

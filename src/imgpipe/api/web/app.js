@@ -550,8 +550,9 @@ function field(label, control) {
 // previewed as it changes. The URL works without a key until it expires, so it can go in
 // an <img> anywhere; the signing key never reaches the page.
 function renderBuilder(card) {
-  const width = el("input", { type: "number", name: "w", min: 1, max: 16384, value: 400 });
-  const height = el("input", { type: "number", name: "h", min: 1, max: 16384, value: 300 });
+  // max: the render route's limit (render_options.MAX_DIMENSION); the server decides.
+  const width = el("input", { type: "number", name: "w", min: 1, max: 8192, value: 400 });
+  const height = el("input", { type: "number", name: "h", min: 1, max: 8192, value: 300 });
   const fit = choice("fit", ["inside", "cover", "contain", "fill"], "cover");
   const crop = choice("crop", ["centre", "attention", "entropy", "face"], "centre");
   const format = choice("format", ["auto", "webp", "avif", "jpeg", "png"], "webp");
@@ -575,7 +576,8 @@ function renderBuilder(card) {
     el("summary", { text: "Render URL" }),
     form,
     problem,
-    el("div", { class: "render-out" }, preview, el("div", { class: "row" }, url, copy), expiry),
+    // The URL above the preview: a preview of another size must not move the copy button.
+    el("div", { class: "render-out" }, el("div", { class: "row" }, url, copy), expiry, preview),
   );
   let timer = null;
   let generation = 0;
