@@ -88,27 +88,30 @@ def expect_done_with_thumbnails(page: Page, name: str) -> None:
     shown = item.locator(".variant img")
     expect(shown).to_have_count(3)
     for index in range(3):
-        shown.nth(index).evaluate(
-            """(img) => img.complete && img.naturalWidth > 0
-                 ? true
-                 : new Promise((ok, bad) => { img.onload = ok; img.onerror = bad; })"""
-        )
+        decoded_size(shown.nth(index))  # raises if the browser could not decode it
     thumbnail = item.locator(".variant", has_text="thumbnail").locator("img")
-    size = thumbnail.evaluate("(img) => [img.naturalWidth, img.naturalHeight]")
-    assert tuple(size) == THUMBNAIL, f"{name}: thumbnail {size}"
+    size = decoded_size(thumbnail)
+    assert size == THUMBNAIL, f"{name}: thumbnail {size}"
+
+
+def decoded_size(image: Locator) -> tuple[int, int]:
+    """An <img>'s decoded size once the browser has loaded its current src; an error if
+    the browser failed to load or decode it."""
+    size = image.evaluate(
+        """(img) => new Promise((ok, bad) => {
+             const done = () => ok([img.naturalWidth, img.naturalHeight]);
+             const fail = () => bad(new Error(`not decoded: ${img.src}`));
+             if (img.complete) (img.naturalWidth ? done : fail)();
+             else { img.addEventListener("load", done); img.addEventListener("error", fail); }
+           })"""
+    )
+    return int(size[0]), int(size[1])
 
 
 def wait_for_preview(preview: Locator) -> tuple[int, int]:
     """The preview's decoded size, once the browser has loaded its current src."""
     expect(preview).to_have_attribute("src", re.compile(r"sig="))
-    size = preview.evaluate(
-        """(img) => new Promise((ok, bad) => {
-             const done = () => ok([img.naturalWidth, img.naturalHeight]);
-             if (img.complete && img.naturalWidth) done();
-             else { img.onload = done; img.onerror = () => bad(new Error("preview failed")); }
-           })"""
-    )
-    return int(size[0]), int(size[1])
+    return decoded_size(preview)
 
 
 def test_three_dropped_images_are_processed_and_keep_their_names_after_a_reload(
