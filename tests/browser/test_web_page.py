@@ -51,6 +51,14 @@ def encoded(image: Image.Image, fmt: str) -> bytes:
     return out.getvalue()
 
 
+def open_page(page: Page, reload: bool = False) -> None:
+    """Open (or reload) the page and wait until its first list request has answered, as a
+    person sees the page before using it."""
+    page.reload() if reload else page.goto("/")
+    # The script marks the list busy before its first request and idle after the answer.
+    expect(page.locator("#images")).to_have_attribute("aria-busy", "false")
+
+
 def drop(page: Page, files: list[tuple[str, str, bytes]]) -> None:
     """Drop files on the drop zone as a person would from a file manager: a DataTransfer
     holding File objects, through dragenter, dragover and drop."""
@@ -118,7 +126,7 @@ def test_three_dropped_images_are_processed_and_keep_their_names_after_a_reload(
     signed_in: BrowserPage, artifacts: Path
 ) -> None:
     page = signed_in.page
-    page.goto("/")
+    open_page(page)
     files = [
         (
             "Été à Zürich.jpg",
@@ -141,7 +149,7 @@ def test_three_dropped_images_are_processed_and_keep_their_names_after_a_reload(
         expect_done_with_thumbnails(page, name)
     page.screenshot(path=artifacts / "dropped-and-done.png", full_page=True)
 
-    page.reload()
+    open_page(page, reload=True)
     for name, _, _ in files:
         # After a reload the names come from the server (original.filename), not the tab.
         expect_done_with_thumbnails(page, name)
@@ -166,7 +174,7 @@ def test_a_refused_file_shows_its_problem(
 ) -> None:
     page = signed_in.page
     signed_in.console.expect_status(415)
-    page.goto("/")
+    open_page(page)
     drop(page, [(name, media_type, data)])
     item = card(page, name)
     expect(item.locator(".status")).to_have_text("rejected")
@@ -183,7 +191,7 @@ def test_the_key_prompt_after_a_401_then_a_wrong_key_then_the_right_one(
 ) -> None:
     page = anonymous.page
     anonymous.console.expect_status(401)
-    page.goto("/")
+    open_page(page)
     prompt = page.locator("#auth")
     expect(prompt).to_be_visible()
     expect(page.locator("#auth-message")).to_contain_text("needs an API key")
@@ -214,7 +222,7 @@ def test_load_more_pages_through_every_image(signed_in: BrowserPage, web: WebSer
     assert total > PAGE_SIZE
 
     page = signed_in.page
-    page.goto("/")
+    open_page(page)
     cards = page.locator("li.card")
     more = page.get_by_role("button", name="Load more")
     expect(cards).to_have_count(PAGE_SIZE)
@@ -241,7 +249,7 @@ def test_the_owner_downloads_reprocesses_renders_and_deletes(
         image_id = accepted.json()["id"]
 
     page = signed_in.page
-    page.goto("/")
+    open_page(page)
     expect_done_with_thumbnails(page, name)
     item = card(page, name)
 
@@ -302,7 +310,7 @@ def test_the_owner_downloads_reprocesses_renders_and_deletes(
     expect(card(page, name)).to_have_count(0)
     with web.client() as client:
         assert client.get(f"/v1/images/{image_id}").status_code == 404
-    page.reload()
+    open_page(page, reload=True)
     # The list has loaded (other cards, or the empty state) and this one is not in it.
     expect(page.locator("li.card, #empty:not([hidden])").first).to_be_visible()
     expect(card(page, name)).to_have_count(0)
