@@ -42,6 +42,7 @@ def test_a_direct_upload_becomes_an_image(client: httpx.Client) -> None:
     resource = wait_done(client, ticket["image_id"])
     assert_done(resource)
     assert resource["original"]["bytes"] == len(data)
+    assert resource["original"]["filename"] == "big.jpg"  # the announced name, not the key's
     original = client.get(f"/v1/images/{ticket['image_id']}/original")
     assert original.content == data
 

@@ -161,12 +161,23 @@ def test_script_calls_only_routes_the_api_has(page: httpx.Client) -> None:
     routes = {_normalise(path): ops for path, ops in schema["paths"].items()}
 
     called = {_normalise(p) for p in re.findall(r"[`\"'](/v1/[^`\"'?]*)", source)}
-    expected = {"/v1/images", "/v1/images/{}", "/v1/images/{}/variants/{}"}
+    expected = {
+        "/v1/images",
+        "/v1/images/{}",
+        "/v1/images/{}/variants/{}",
+        "/v1/images/{}/original",
+        "/v1/images/{}/reprocess",
+        "/v1/images/{}/render-url",
+    }
     assert called == expected, f"the script's API paths changed: {sorted(called)}"
     missing = sorted(called - set(routes))
     assert not missing, f"the script calls paths the API does not have: {missing}"
     assert {"get", "post"} <= set(routes["/v1/images"]), "upload or list route is gone"
-    assert "get" in routes["/v1/images/{}"] and "get" in routes["/v1/images/{}/variants/{}"]
+    assert {"get", "delete"} <= set(routes["/v1/images/{}"]), "status or delete route is gone"
+    assert "get" in routes["/v1/images/{}/variants/{}"]
+    assert "get" in routes["/v1/images/{}/original"]
+    assert "post" in routes["/v1/images/{}/reprocess"]
+    assert "post" in routes["/v1/images/{}/render-url"]
     for field in ("status", "variants", "next_cursor", "Idempotency-Key", "Authorization"):
         assert field in source, f"the script no longer uses {field}"
 

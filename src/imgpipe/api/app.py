@@ -19,6 +19,7 @@ from imgpipe.api import (
 )
 from imgpipe.api.head import HeadAsGet
 from imgpipe.api.routes_render import router as render_router
+from imgpipe.api.routes_render_url import router as render_url_router
 from imgpipe.services.deps import ServiceDeps
 
 
@@ -44,5 +45,6 @@ def create_app(deps: ServiceDeps) -> FastAPI:
     app.include_router(routes_webhooks.router)
     app.include_router(routes_admin.router)
     app.include_router(render_router)
+    app.include_router(render_url_router)
     app.include_router(routes_web.router)
     return app

@@ -46,6 +46,9 @@ class OriginalOut(BaseModel):
     width: int
     height: int
     frames: int
+    filename: str | None = Field(
+        description="The uploaded file's name, sanitised; null when none was given."
+    )
 
 
 class SwatchOut(BaseModel):

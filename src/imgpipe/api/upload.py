@@ -42,6 +42,7 @@ class _PartCollector:
         self.max_bytes = max_bytes
         self.fields: dict[str, str] = {}
         self.file_path: Path | None = None
+        self.filename: str | None = None
         self.file_size = 0
         self._hash = hashlib.sha256()
         self._fh: IO[bytes] | None = None
@@ -79,6 +80,9 @@ class _PartCollector:
         if self._is_file:
             if self.file_path is not None:
                 raise BadRequest("Send exactly one part named 'file'.")
+            # Browsers send the name as UTF-8 inside the quotes; ingest sanitises it.
+            raw_name = params.get(b"filename")
+            self.filename = raw_name.decode("utf-8", "replace") if raw_name else None
             fd, tmp = tempfile.mkstemp(prefix="upload-", dir=self.staging_dir)
             self._fh = os.fdopen(fd, "wb")
             self.file_path = Path(tmp)
@@ -166,7 +170,9 @@ async def receive_upload(
         raise
     if collector.file_path is None:
         raise BadRequest("The form has no part named 'file'.")
-    staged = StagedUpload(collector.file_path, collector.file_size, collector.sha256)
+    staged = StagedUpload(
+        collector.file_path, collector.file_size, collector.sha256, collector.filename
+    )
     return UploadForm(staged, collector.fields)
 
 

@@ -57,6 +57,8 @@ class ImageRow(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     frames: Mapped[int] = mapped_column(Integer, default=1)
+    # The name it was uploaded under, sanitised (domain/filenames.py); None before 0006.
+    filename: Mapped[str | None] = mapped_column(String(255), nullable=True)
     status: Mapped[str] = mapped_column(String(20), index=True)
     callback_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     image_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)

@@ -127,7 +127,7 @@ def complete(
         row = session.get(UploadRow, image_id)
         if row is None or row.owner != owner:
             raise NotFound(f"No upload {image_id}.")
-        key, completed = row.storage_key, row.completed_at is not None
+        key, completed, filename = row.storage_key, row.completed_at is not None, row.filename
     if completed:
         return get_image(deps, image_id, owner)
     if not deps.store.exists(key):
@@ -136,7 +136,7 @@ def complete(
     if deps.store.size(key) > limit:
         deps.store.delete(key)
         raise TooLarge(f"The uploaded file is over the limit of {limit} bytes.")
-    staged = _stage_copy(deps, key)
+    staged = _stage_copy(deps, key, filename)
     try:
         view = ingest.ingest(deps, staged, owner, callback_url=callback_url, image_id=image_id)
     except ImgpipeError as exc:
@@ -155,7 +155,7 @@ def complete(
     return view
 
 
-def _stage_copy(deps: ServiceDeps, key: str) -> ingest.StagedUpload:
+def _stage_copy(deps: ServiceDeps, key: str, filename: str | None) -> ingest.StagedUpload:
     """Copy the object to the staging area, measuring and hashing it on the way."""
     deps.staging_dir.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix="upload-", dir=deps.staging_dir)
@@ -166,4 +166,4 @@ def _stage_copy(deps: ServiceDeps, key: str) -> ingest.StagedUpload:
             size += len(chunk)
             digest.update(chunk)
             out.write(chunk)
-    return ingest.StagedUpload(Path(name), size, digest.hexdigest())
+    return ingest.StagedUpload(Path(name), size, digest.hexdigest(), filename)

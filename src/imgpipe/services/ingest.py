@@ -12,6 +12,7 @@ from pathlib import Path
 
 from imgpipe.db.schema import ImageRow, VariantRow, utcnow
 from imgpipe.domain.access import check_idempotency_key
+from imgpipe.domain.filenames import clean_filename
 from imgpipe.domain.ids import new_image_id
 from imgpipe.domain.profiles import Profile
 from imgpipe.domain.states import ImageStatus, VariantStatus
@@ -28,11 +29,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class StagedUpload:
-    """An upload already on local disk, with the size and sha256 counted while streaming."""
+    """An upload already on local disk, with the size and sha256 counted while streaming,
+    and the file name the client gave (unsanitised; ``ingest`` cleans it)."""
 
     path: Path
     size: int
     sha256: str
+    filename: str | None = None
 
 
 def ingest(
@@ -94,6 +97,7 @@ def _ingest(
             width=facts.width,
             height=facts.height,
             frames=facts.frames,
+            filename=clean_filename(staged.filename),
             status=ImageStatus.PENDING.value,
             callback_url=callback_url,
             image_metadata={},

@@ -30,6 +30,7 @@ class OriginalView:
     width: int
     height: int
     frames: int
+    filename: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,7 @@ def image_view(row: ImageRow) -> ImageView:
             width=row.width,
             height=row.height,
             frames=row.frames,
+            filename=row.filename,
         ),
         variants={v.name: _variant_view(row.id, v) for v in row.variants},
         metadata={

@@ -1,4 +1,5 @@
-// imgpipe's web page: upload images, follow their processing, show their variants.
+// imgpipe's web page: upload images, follow their processing, show their variants, and
+// act on them as their owner (download, reprocess, delete, signed render URLs).
 // Plain DOM and fetch, no framework. Every request goes to the same /v1 API any client
 // calls, with the API key the user gives (kept in this tab's sessionStorage). Text from the
 // server is only ever set as textContent, never parsed as HTML.
@@ -11,6 +12,8 @@ const POLL_MAX_MS = 5000;
 const RETRY_MAX_MS = 30000;
 const TERMINAL = new Set(["done", "partial", "failed"]);
 const KEY_STORAGE = "imgpipe.apiKey";
+const CONFIRM_MS = 4000;
+const RENDER_DEBOUNCE_MS = 300;
 
 // Every API path the page calls. tests/integration/test_web.py checks each one against the
 // app's OpenAPI schema, so keep them literal.
@@ -19,6 +22,9 @@ const paths = {
   image: (id) => `/v1/images/${encodeURIComponent(id)}`,
   variant: (id, name) =>
     `/v1/images/${encodeURIComponent(id)}/variants/${encodeURIComponent(name)}`,
+  original: (id) => `/v1/images/${encodeURIComponent(id)}/original`,
+  reprocess: (id) => `/v1/images/${encodeURIComponent(id)}/reprocess`,
+  renderUrl: (id) => `/v1/images/${encodeURIComponent(id)}/render-url`,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -223,7 +229,9 @@ class Card {
     this.delay = POLL_FIRST_MS;
     this.objectUrls = [];
     this.variants = new Map(); // name -> {node, frame, caption, loaded}
+    this.original = null; // the resource's `original`, once known
 
+    this.title = el("h3", { class: "card-title", text: label });
     this.statusNode = el("span", { class: "status" });
     this.progress = el("progress", { "aria-label": `Progress of ${label}` });
     this.facts = el("p", { class: "facts" });
@@ -246,7 +254,7 @@ class Card {
       el(
         "div",
         { class: "card-head" },
-        el("h3", { class: "card-title", text: label }),
+        this.title,
         this.statusNode,
         this.progress,
       ),
@@ -255,6 +263,17 @@ class Card {
       this.variantList,
       this.dismiss,
     );
+    this.tools = null; // made when the server has accepted the image (ownerTools)
+  }
+
+  // The name shown: the uploaded file's name as the server kept it, so a reload keeps it.
+  rename(label) {
+    if (!label || label === this.label) return;
+    this.label = label;
+    this.title.textContent = label;
+    this.progress.setAttribute("aria-label", `Progress of ${label}`);
+    this.variantList.setAttribute("aria-label", `Variants of ${label}`);
+    this.tools?.rename(label);
   }
 
   setStatus(status) {
@@ -273,6 +292,12 @@ class Card {
       cards.set(image.id, this);
     }
     const before = this.status;
+    this.original = image.original || null;
+    this.rename(image.original?.filename || labels.get(image.id));
+    if (!this.tools) {
+      this.tools = ownerTools(this);
+      this.node.append(this.tools.node);
+    }
     this.setStatus(image.status);
     this.renderFacts(image);
     for (const [name, variant] of Object.entries(image.variants || {})) {
@@ -335,6 +360,10 @@ class Card {
         : null,
     );
     item.node.className = `variant variant-${variant.status}`;
+    if (variant.status !== "done" && item.loaded) {
+      item.loaded = false; // made again (reprocess): show the new bytes when done
+      fill(item.frame, el("span", { class: "placeholder" }));
+    }
     if (variant.status === "done" && !item.loaded) {
       item.loaded = true;
       whenVisible(item.node, () => this.loadVariant(name, variant, item));
@@ -408,12 +437,225 @@ class Card {
   remove() {
     this.removed = true;
     clearTimeout(this.timer);
+    this.tools?.close();
     for (const item of this.variants.values()) observer?.unobserve(item.node);
     for (const url of this.objectUrls) URL.revokeObjectURL(url);
     this.node.remove();
     if (this.id && cards.get(this.id) === this) cards.delete(this.id);
     showEmptyState();
   }
+}
+
+// --- what an owner can do with an image ----------------------------------------------------
+
+// Download the original, reprocess, delete, and the render URL builder, under one card.
+function ownerTools(card) {
+  const problem = el("div", { class: "problem", role: "alert", hidden: true });
+  const download = el("button", { type: "button", text: "Download original" });
+  const reprocess = el("button", { type: "button", text: "Reprocess" });
+  const remove = el("button", { type: "button", class: "danger", text: "Delete" });
+  const actions = el("div", { class: "actions", role: "group" }, download, reprocess, remove);
+  const builder = renderBuilder(card);
+  const node = el("div", { class: "tools" }, actions, problem, builder.node);
+  let armed = null;
+
+  // Whatever a button did before, the box says what the last one did.
+  async function run(button, work) {
+    button.disabled = true;
+    try {
+      await work();
+      renderProblem(problem, null);
+    } catch (error) {
+      renderProblem(problem, error);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  download.addEventListener("click", () =>
+    run(download, async () => {
+      // The original needs the key, so a plain link cannot fetch it: fetch, then save.
+      const response = await api(paths.original(card.id), { headers: { Accept: "*/*" } });
+      const url = URL.createObjectURL(await response.blob());
+      const link = el("a", { href: url, download: downloadName(card), hidden: true });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+    }),
+  );
+
+  reprocess.addEventListener("click", () =>
+    run(reprocess, async () => {
+      const image = await (await api(paths.reprocess(card.id), { method: "POST" })).json();
+      card.delay = POLL_FIRST_MS;
+      card.show(image);
+      announce(`${card.label}: processing again`);
+    }),
+  );
+
+  // Two presses within CONFIRM_MS: a slip of the mouse must not delete an image.
+  remove.addEventListener("click", () => {
+    if (!armed) {
+      remove.textContent = "Press again to delete";
+      armed = setTimeout(disarm, CONFIRM_MS);
+      return;
+    }
+    disarm();
+    run(remove, async () => {
+      await api(paths.image(card.id), { method: "DELETE" });
+      announce(`${card.label} deleted`);
+      card.remove();
+      $("images-title").focus();
+    });
+  });
+  function disarm() {
+    clearTimeout(armed);
+    armed = null;
+    remove.textContent = "Delete";
+  }
+
+  function rename(label) {
+    actions.setAttribute("aria-label", `Actions for ${label}`);
+    builder.rename(label);
+  }
+  rename(card.label);
+  return {
+    node,
+    rename,
+    close() {
+      disarm();
+      builder.close();
+    },
+  };
+}
+
+function downloadName(card) {
+  return card.original?.filename || `${card.id}.${card.original?.format || "bin"}`;
+}
+
+function choice(name, values, selected) {
+  return el(
+    "select",
+    { name },
+    ...values.map((value) => el("option", { value, selected: value === selected, text: value })),
+  );
+}
+
+function field(label, control) {
+  return el("label", { class: "field" }, el("span", { text: label }), control);
+}
+
+// Size, fit, crop and format -> a URL the server signs for this image (POST render-url),
+// previewed as it changes. The URL works without a key until it expires, so it can go in
+// an <img> anywhere; the signing key never reaches the page.
+function renderBuilder(card) {
+  // max: the render route's limit (render_options.MAX_DIMENSION); the server decides.
+  const width = el("input", { type: "number", name: "w", min: 1, max: 8192, value: 400 });
+  const height = el("input", { type: "number", name: "h", min: 1, max: 8192, value: 300 });
+  const fit = choice("fit", ["inside", "cover", "contain", "fill"], "cover");
+  const crop = choice("crop", ["centre", "attention", "entropy", "face"], "centre");
+  const format = choice("format", ["auto", "webp", "avif", "jpeg", "png"], "webp");
+  const form = el(
+    "form",
+    { class: "render-form" },
+    field("Width", width),
+    field("Height", height),
+    field("Fit", fit),
+    field("Crop", crop),
+    field("Format", format),
+  );
+  const preview = el("img", { class: "render-preview", decoding: "async", hidden: true });
+  const url = el("input", { type: "text", class: "render-url", readonly: true, spellcheck: "false" });
+  const copy = el("button", { type: "button", text: "Copy URL", disabled: true });
+  const expiry = el("p", { class: "hint" });
+  const problem = el("div", { class: "problem", role: "alert", hidden: true });
+  const node = el(
+    "details",
+    { class: "render-builder" },
+    el("summary", { text: "Render URL" }),
+    form,
+    problem,
+    // The URL above the preview: a preview of another size must not move the copy button.
+    el("div", { class: "render-out" }, el("div", { class: "row" }, url, copy), expiry, preview),
+  );
+  let timer = null;
+  let generation = 0;
+
+  function options() {
+    const chosen = { fit: fit.value, format: format.value };
+    if (width.value) chosen.w = width.value;
+    if (height.value) chosen.h = height.value;
+    crop.disabled = fit.value !== "cover"; // the other fits keep the whole picture
+    if (!crop.disabled) chosen.crop = crop.value;
+    return chosen;
+  }
+
+  async function update() {
+    const mine = ++generation;
+    try {
+      const response = await api(paths.renderUrl(card.id), {
+        method: "POST",
+        body: JSON.stringify({ options: options() }),
+        headers: { "Content-Type": "application/json" },
+      });
+      const signed = await response.json();
+      if (mine !== generation) return;
+      renderProblem(problem, null);
+      url.value = signed.url;
+      copy.disabled = false;
+      preview.hidden = false;
+      preview.src = signed.path; // same origin, so the page's CSP allows it
+      const until = new Date(signed.expires_at).toLocaleString();
+      expiry.textContent = `Anyone with this URL gets this render, without a key, until ${until}.`;
+    } catch (error) {
+      if (mine !== generation) return;
+      renderProblem(problem, error);
+      url.value = "";
+      copy.disabled = true;
+      preview.hidden = true;
+      expiry.textContent = "";
+    }
+  }
+
+  form.addEventListener("submit", (event) => event.preventDefault());
+  form.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(update, RENDER_DEBOUNCE_MS);
+  });
+  node.addEventListener("toggle", () => {
+    if (node.open && !url.value) update();
+  });
+  preview.addEventListener("error", () => {
+    if (preview.hidden) return;
+    expiry.textContent = "The preview did not load; open the URL to see the server's answer.";
+  });
+  copy.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(url.value);
+      announce("Render URL copied");
+      copy.textContent = "Copied";
+      setTimeout(() => {
+        copy.textContent = "Copy URL";
+      }, 2000);
+    } catch {
+      url.select(); // no clipboard access: leave it selected for Ctrl+C
+      announce("Copy the selected URL with Ctrl+C");
+    }
+  });
+
+  return {
+    node,
+    rename(label) {
+      preview.alt = `Render preview of ${label}`;
+      url.setAttribute("aria-label", `Signed render URL for ${label}`);
+      copy.setAttribute("aria-label", `Copy the render URL for ${label}`);
+    },
+    close() {
+      clearTimeout(timer);
+      generation += 1;
+    },
+  };
 }
 
 // --- uploads ------------------------------------------------------------------------------
