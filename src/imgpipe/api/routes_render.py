@@ -16,6 +16,7 @@ import anyio
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from imgpipe.api import ratelimit
 from imgpipe.api.deps import current_owner, current_principal, service_deps
 from imgpipe.domain.render_options import split_render_path
 from imgpipe.domain.signing import RENDER_PATH_PREFIX
@@ -36,6 +37,7 @@ def render_owner(request: Request) -> str | None:
     """
     signed = "sig=" in request.scope.get("query_string", b"").decode("latin-1")
     if signed and "authorization" not in request.headers:
+        ratelimit.check_keyless(request, service_deps(request))
         return None
     return current_owner(current_principal(request))
 
