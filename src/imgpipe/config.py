@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     render_intermediate: bool = True
     # Watermark PNGs for `wm=NAME` (NAME.png); default DATA_DIR/watermarks.
     watermarks_dir: Path | None = None
+    # The API's own public address (https://img.example.com), for the URLs it hands out
+    # (signed upload URLs); empty: taken from the request, Host header included.
+    api_base_url: str = ""
     # Jobs (docs/reliability.md). Claims per variant before it is dead-lettered.
     max_attempts: int = Field(default=5, ge=1, le=100)
     # Retry n waits uniform(0, min(RETRY_MAX_S, RETRY_BASE_S * 2**n)) s: "full jitter".
@@ -134,6 +137,16 @@ class Settings(BaseSettings):
         if scheme not in ("sqlite", "postgresql"):
             raise ValueError(f"must be sqlite:///PATH or postgresql+psycopg://..., got {value!r}")
         return value
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urlparse(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError(f"must be an http(s) URL like https://img.example.com, got {value!r}")
+        return value.rstrip("/")
 
     @field_validator("rate_limit_uploads", "rate_limit_requests")
     @classmethod

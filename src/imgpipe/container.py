@@ -204,6 +204,7 @@ def build(settings: Settings) -> Container:
             lease_s=settings.lease_s,
             requeue_after_s=settings.requeue_after_s,
         ),
+        api_base_url=settings.api_base_url,
     )
     deps_holder.append(deps)
     return Container(settings, db_engine, celery, deps)

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pyvips
 import pytest
+import pyvips
 from PIL import Image
 
 from imgpipe.domain.errors import CorruptImage, ImgpipeError
@@ -149,7 +149,8 @@ def _mutants(data: bytes, rng: random.Random, count: int) -> list[tuple[str, byt
                     mutant[j] = rng.choice((0x00, 0xFF, 0x7F, 0x80, rng.randrange(256)))
         else:  # a size field blown up (a 32-bit big-endian or little-endian word)
             i = rng.randrange(0, min(len(mutant), 512) - 4)
-            mutant[i : i + 4] = rng.choice((b"\xff\xff\xff\xf0", b"\x00\x00\x00\x00", b"\x7f\xff\xff\xff"))
+            words = (b"\xff\xff\xff\xf0", b"\x00\x00\x00\x00", b"\x7f\xff\xff\xff")
+            mutant[i : i + 4] = rng.choice(words)
         label = f"m{n}-cut{len(mutant)}" if kind == 2 else f"m{n}-k{kind}"
         out.append((label, bytes(mutant)))
     return out
@@ -174,5 +175,10 @@ def test_seeded_mutation_fuzzer_gives_no_5xx_and_no_hang(name: str, tmp_path: Pa
         codes[result] = codes.get(result, 0) + 1
         path.unlink()
     assert sum(codes.values()) == MUTANTS_PER_FORMAT
-    assert set(codes) <= {"ok", "corrupt_image", "unsupported_type", "too_many_pixels",
-                          "too_many_frames"}, codes
+    assert set(codes) <= {
+        "ok",
+        "corrupt_image",
+        "unsupported_type",
+        "too_many_pixels",
+        "too_many_frames",
+    }, codes

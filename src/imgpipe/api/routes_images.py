@@ -25,6 +25,10 @@ Owner = Annotated[str, Depends(current_owner)]
 Caller = Annotated[Principal, Depends(current_principal)]
 
 IMMUTABLE = "public, max-age=31536000, immutable"
+# A response that needed a key must not be stored by a shared cache (RFC 9111 3.5: a
+# cache may reuse a response to a request with Authorization when it is `public`), or it
+# would hand it to anyone asking for the same URL without a key.
+PRIVATE_IMMUTABLE = "private, max-age=31536000, immutable"
 
 _UPLOAD_DOC = {
     "requestBody": {
@@ -102,9 +106,11 @@ def get_image(image_id: str, deps: Deps, owner: Owner) -> ImageOut:
 
 
 @router.get("/{image_id}/variants/{name}", response_class=Response)
-def get_variant(image_id: str, name: str, request: Request, deps: Deps, owner: Owner) -> Response:
-    stored = queries.open_variant(deps, image_id, owner, name)
-    return _bytes_response(stored, request, IMMUTABLE)
+def get_variant(image_id: str, name: str, request: Request, deps: Deps, caller: Caller) -> Response:
+    stored = queries.open_variant(deps, image_id, caller.owner, name)
+    # Public only in single-user mode, where no key exists and none was needed.
+    cache_control = PRIVATE_IMMUTABLE if caller.key_id is not None else IMMUTABLE
+    return _bytes_response(stored, request, cache_control)
 
 
 @router.get("/{image_id}/original", response_class=Response)

@@ -46,9 +46,10 @@ class UploadOut(BaseModel):
 @router.post("/v1/uploads", status_code=201, response_model=UploadOut)
 def announce_upload(body: UploadIn, request: Request, deps: Deps, owner: Owner) -> UploadOut:
     """Get a form to upload a large file straight to storage, then call ``complete``."""
-    ticket = direct.announce(
-        deps, owner, body.filename, body.content_type, body.bytes, str(request.base_url)
-    )
+    # API_BASE_URL when set: the request's Host header is the client's to choose, and a
+    # URL built from it could send the upload (and its signature) anywhere.
+    base_url = deps.api_base_url or str(request.base_url)
+    ticket = direct.announce(deps, owner, body.filename, body.content_type, body.bytes, base_url)
     target = UploadTarget(
         method=ticket.method,
         url=ticket.url,

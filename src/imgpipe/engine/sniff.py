@@ -164,8 +164,7 @@ def _check_boxes(data: mmap.mmap, fmt: ImageFormat) -> None:
             raise CorruptImage(f"The {fmt.value.upper()} has a box of impossible size.")
         if offset + length > size:
             raise CorruptImage(
-                f"The {fmt.value.upper()} is truncated inside its "
-                f"{kind.decode('latin-1')!r} box."
+                f"The {fmt.value.upper()} is truncated inside its {kind.decode('latin-1')!r} box."
             )
         offset += length
     if offset != size:
