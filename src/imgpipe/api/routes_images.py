@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from imgpipe.api.deps import current_owner, current_principal, service_deps, staging_dir
 from imgpipe.api.schemas import ImageOut, ImagePageOut, ReprocessIn
@@ -85,6 +86,9 @@ async def upload_image(request: Request, deps: Deps, owner: Owner, caller: Calle
             form.staged.path.unlink(missing_ok=True)
     except ImgpipeError as exc:
         metrics.UPLOADS.labels("rejected", exc.code).inc()
+        raise
+    except ClientDisconnect:
+        metrics.UPLOADS.labels("aborted", "client_closed_request").inc()
         raise
     return ImageOut.of(view)
 

@@ -61,9 +61,9 @@ def check_complete(path: Path, fmt: ImageFormat) -> None:
 
     JPEG (end marker after the scan, and enough scan data for the frame it declares),
     PNG (chunks up to IEND), WebP (RIFF length), HEIC and AVIF (top-level boxes inside
-    the file) and TIFF (the first image's strips or tiles inside the file). GIF, and any
-    cut these walks cannot see, are left to the decoder, which fails on truncated data
-    (docs/reliability.md, "No silent grey"). The scans run over a memory map at C speed
+    the file), TIFF (the first image's strips or tiles inside the file) and GIF (blocks
+    up to the trailer). Any cut these walks cannot see is left to the decoder, which
+    fails on truncated data (docs/reliability.md, "No silent grey"). The scans run over a memory map at C speed
     and never decode pixels.
     """
     size = path.stat().st_size
@@ -84,6 +84,8 @@ def check_complete(path: Path, fmt: ImageFormat) -> None:
             _check_boxes(data, fmt)
         elif fmt is ImageFormat.TIFF:
             _check_tiff(data)
+        elif fmt is ImageFormat.GIF:
+            _check_gif(data)
 
 
 def _check_jpeg(data: mmap.mmap) -> None:
@@ -169,6 +171,32 @@ def _check_boxes(data: mmap.mmap, fmt: ImageFormat) -> None:
         offset += length
     if offset != size:
         raise CorruptImage(f"The {fmt.value.upper()} is truncated inside a box header.")
+
+
+def _check_gif(data: mmap.mmap) -> None:
+    # A GIF cut between two frames decodes cleanly as a shorter animation, so only the
+    # block structure shows it: every block must be whole and the trailer (3B) reached.
+    size = len(data)
+    offset = 13
+    if size >= 13 and data[10] & 0x80:  # global colour table
+        offset += 3 << ((data[10] & 0x07) + 1)
+    while offset < size:
+        kind = data[offset]
+        if kind == 0x3B:
+            return
+        if kind == 0x21:  # extension: label, then data sub-blocks
+            offset += 2
+        elif kind == 0x2C:  # image: descriptor, local colour table, LZW code size
+            if offset + 10 > size:
+                break
+            flags = data[offset + 9]
+            offset += 10 + ((3 << ((flags & 0x07) + 1)) if flags & 0x80 else 0) + 1
+        else:
+            raise CorruptImage(f"The GIF is corrupt: unknown block 0x{kind:02x}.")
+        while offset < size and data[offset]:  # sub-blocks until a zero length
+            offset += data[offset] + 1
+        offset += 1
+    raise CorruptImage("The GIF is truncated: it ends before its trailer.")
 
 
 _TIFF_DATA_TAGS = {273: 279, 324: 325}  # StripOffsets -> StripByteCounts, tile likewise
