@@ -63,8 +63,8 @@ def check_complete(path: Path, fmt: ImageFormat) -> None:
     PNG (chunks up to IEND), WebP (RIFF length), HEIC and AVIF (top-level boxes inside
     the file), TIFF (the first image's strips or tiles inside the file) and GIF (blocks
     up to the trailer). Any cut these walks cannot see is left to the decoder, which
-    fails on truncated data (docs/reliability.md, "No silent grey"). The scans run over a memory map at C speed
-    and never decode pixels.
+    fails on truncated data (docs/reliability.md, "No silent grey"). The scans run over a
+    memory map and never decode pixels.
     """
     size = path.stat().st_size
     if size == 0:
