@@ -9,7 +9,10 @@ image decoded with its missing part padded (silent grey).
 from __future__ import annotations
 
 import io
+import os
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,9 +22,14 @@ import pyvips
 from PIL import Image
 
 from imgpipe.domain.errors import CorruptImage, ImgpipeError
-from imgpipe.domain.media import Limits
+from imgpipe.domain.media import ImageFormat, Limits, ProbeResult
+from imgpipe.domain.profiles import ProfileSet
+from imgpipe.domain.render_options import parse_options
+from imgpipe.engine.pipeline import render_variants
 from imgpipe.engine.probe import probe
+from imgpipe.engine.render import render
 from imgpipe.engine.steps.decode import decode
+from imgpipe.jobs.celery_queue import _soft_limit_is_a_timeout
 
 LIMITS = Limits(50_000_000, 40_000_000, 50)
 WIDTH, HEIGHT = 320, 240
@@ -182,3 +190,49 @@ def test_seeded_mutation_fuzzer_gives_no_5xx_and_no_hang(name: str, tmp_path: Pa
         "too_many_pixels",
         "too_many_frames",
     }, codes
+
+
+def test_corrupt_pixels_met_by_a_render_are_corrupt_image(tmp_path: Path) -> None:
+    # The class of a fax TIFF whose variants succeeded but whose full-size decode meets a
+    # bad code word: whichever caller decodes the bad part, the error is the file's.
+    data = FORMATS["jpeg"]()
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(data[: len(data) // 2] + b"\xff\xd9")
+    facts = ProbeResult(ImageFormat.JPEG, WIDTH, HEIGHT)  # as if stored before the check
+    options = parse_options([("w", str(WIDTH))], None)
+    with pytest.raises(CorruptImage):
+        render(path, facts, options, ImageFormat.WEBP)
+
+
+def test_a_step_stuck_past_the_soft_limit_fails_as_timeout(tmp_path: Path) -> None:
+    """Celery's soft time limit is SIGUSR1 in the pool process; the worker's handler
+    (jobs/celery_queue.py) turns it into ProcessTimeout, which the engine reports as the
+    variants' ``timeout`` (permanent), not ``internal_error`` (retried)."""
+    path = tmp_path / "big.png"
+    big = pyvips.Image.gaussnoise(6000, 6000, seed=3).cast("uchar")
+    big.bandjoin([big, big]).copy(interpretation="srgb").pngsave(str(path), compression=1)
+    facts = probe(path, Limits(500_000_000, 100_000_000, 10))
+    specs = ProfileSet.builtin().select(None)
+    variant_specs = [spec for profile in specs for spec in profile.variants()]
+    previous = signal.getsignal(signal.SIGUSR1)
+    _soft_limit_is_a_timeout()
+    finished = threading.Event()
+
+    def soft_limit() -> None:
+        # Python runs a signal handler between bytecodes; one that lands inside a libvips
+        # log callback is swallowed by cffi, so this keeps signalling until it is seen.
+        while not finished.wait(0.2):
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    sender = threading.Thread(target=soft_limit)
+    try:
+        sender.start()
+        outcomes = render_variants(path, facts, variant_specs).outcomes
+    finally:
+        finished.set()
+        sender.join()
+        signal.signal(signal.SIGUSR1, previous)
+    codes = {getattr(o, "code", "done") for o in outcomes.values()}
+    # The step the limit interrupted fails as `timeout`; variants that were made before
+    # (or between signals) stay made. Never internal_error or engine_error.
+    assert "timeout" in codes and codes <= {"timeout", "done"}, codes
