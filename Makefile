@@ -1,25 +1,45 @@
-# The two quickstart commands (`make serve`, `make test`) install what they need into
-# .venv first; re-running them reinstalls only when pyproject.toml changed.
+# The two quickstart commands install what they need into .venv first, each only once:
+# `make serve` the package and what serving needs; `make test` (and lint, bench) adds the
+# test and bench tools. Each step has its own stamp, re-made only when pyproject.toml
+# changed, so `make serve` then `make test` installs the second half only.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# `imgpipe serve` binds these; another address needs an API key first (README).
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# Serving: the package alone. OpenCV (the faces extra, 160 MB, for crop=face; without it
+# face crops are attention crops) is opt-in: `make serve SERVE_EXTRAS=faces`. Each set of
+# extras has its own stamp, so changing it installs what it adds.
+SERVE_EXTRAS ?=
+comma := ,
+SERVE_STAMP := $(VENV)/.serve$(if $(SERVE_EXTRAS),-$(subst $(comma),-,$(SERVE_EXTRAS)))-installed
+# Everything: tests, linters, benchmarks, the S3 test server. The name predates the split.
+DEV_STAMP := $(VENV)/.installed
 
 .PHONY: serve test lint ci bench clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench,s3,faces]'
-	touch $(STAMP)
 
-serve: $(STAMP)
-	$(BIN)/imgpipe serve
+# --no-compile: pip would byte-compile every module of every package (a third of the
+# install's CPU time, 60 MB); Python compiles the ones serving imports on first use.
+$(SERVE_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile \
+		-e '.$(if $(SERVE_EXTRAS),[$(SERVE_EXTRAS)])'
+	touch $@
 
-test: $(STAMP)
+$(DEV_STAMP): pyproject.toml $(SERVE_STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench,s3,faces]'
+	touch $@
+
+serve: $(SERVE_STAMP)
+	$(BIN)/imgpipe serve --host $(HOST) --port $(PORT)
+
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -27,7 +47,7 @@ lint: $(STAMP)
 
 ci: lint test
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python bench/process_bench.py
 
 clean:

@@ -107,8 +107,8 @@ class Settings(BaseSettings):
     render_intermediate: bool = True
     # Watermark PNGs for `wm=NAME` (NAME.png); default DATA_DIR/watermarks.
     watermarks_dir: Path | None = None
-    # The API's own public address (https://img.example.com), for the URLs it hands out
-    # (signed upload URLs); empty: taken from the request, Host header included.
+    # The API's own public address (https://api.example.com, or with a path prefix), for
+    # the URLs it hands out: signed upload URLs and Location. Empty: the request's Host.
     api_base_url: str = ""
     # Jobs (docs/reliability.md). Claims per variant before it is dead-lettered.
     max_attempts: int = Field(default=5, ge=1, le=100)
@@ -147,9 +147,11 @@ class Settings(BaseSettings):
     def _base_url(cls, value: str) -> str:
         if not value:
             return value
-        parts = urlparse(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
-            raise ValueError(f"must be an http(s) URL like https://img.example.com, got {value!r}")
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"must be empty or http(s)://HOST[/PATH], got {value!r}")
+        if parsed.query or parsed.fragment:
+            raise ValueError(f"must have no query or fragment, got {value!r}")
         return value.rstrip("/")
 
     @field_validator("rate_limit_uploads", "rate_limit_requests")

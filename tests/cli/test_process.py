@@ -84,3 +84,18 @@ def test_profiles_option_limits_the_outputs(photos: Path, tmp_path: Path) -> Non
 )
 def test_bad_usage_exits_2(tmp_path: Path, args: list[str]) -> None:
     assert _run(*args, cwd=tmp_path).returncode == 2
+
+
+def test_paths_are_never_wrapped_when_the_output_is_not_a_terminal(tmp_path: Path) -> None:
+    # Rich wraps at 80 columns when stdout or stderr is a pipe or a file; a path cut in
+    # two cannot be copied or grepped.
+    deep = tmp_path / "in" / "holiday-photos-from-the-long-summer" / "day-one[best]-and-more"
+    deep.mkdir(parents=True)
+    bad = deep / "a-rather-long-file-name-that-is-not-an-image-at-all.jpg"
+    bad.write_text("just text")
+    assert len(str(bad)) > 120
+    result = _run(str(tmp_path / "in"), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 1
+    # Each stream names the whole path on one line ("[best]" is text, not Rich markup).
+    assert f"failed {bad}: unsupported_type" in result.stderr.splitlines()[0], result.stderr
+    assert any(line.startswith(f"  {bad}: unsupported_type") for line in result.stdout.splitlines())

@@ -145,6 +145,7 @@ def test_the_isolation_matrix(as_owner: Callable[[str | None], httpx.Client]) ->
         ("GET", f"/v1/images/{image_id}/original", 200),
         *(("GET", f"/v1/images/{image_id}/variants/{name}", 200) for name in BUILT_IN_PROFILES),
         ("GET", f"/v1/images/{image_id}/webhooks", 200),
+        ("GET", f"/v1/images/{image_id}/similar", 200),
         ("POST", f"/v1/images/{image_id}/reprocess", 202),
         ("POST", f"/v1/images/{pending_upload}/complete", 202),
         ("DELETE", f"/v1/images/{image_id}", 204),  # last: it removes the image

@@ -140,9 +140,9 @@ def test_bad_options_are_400_naming_the_option(
 ) -> None:
     # sign_render_url validates first, so sign by hand as a careless signer would.
     path = f"/v1/render/{photo['id']}"
-    signature = sign(key, render_message(path, [("rotate", "45")]))
-    problem = assert_problem(client.get(f"{path}?rotate=45&sig={signature}"), 400, "bad_option")
-    assert "rotate" in problem["detail"] and "'45'" in problem["detail"]
+    signature = sign(key, render_message(path, [("rotate", "450")]))
+    problem = assert_problem(client.get(f"{path}?rotate=450&sig={signature}"), 400, "bad_option")
+    assert "rotate" in problem["detail"] and "'450'" in problem["detail"]
     problem = assert_problem(
         client.get(signed(key, f"/v1/render/{photo['id']}?wm=nosuchmark")), 400, "bad_option"
     )

@@ -10,15 +10,20 @@ import pyvips
 from PIL import Image
 
 from imgpipe.domain.errors import CorruptImage, ProcessTimeout, TooManyPixels
-from imgpipe.domain.media import ImageFormat, Limits
-from imgpipe.domain.profiles import Crop, Fit, Profile, ProfileSet, VariantSpec
+from imgpipe.domain.media import Limits
+from imgpipe.domain.profiles import Profile, ProfileSet, VariantSpec, parse_profile
+from imgpipe.domain.render_options import Crop
 from imgpipe.engine.deadline import Deadline
 from imgpipe.engine.pipeline import Rendered, render_variants
 from imgpipe.engine.probe import probe
-from imgpipe.engine.steps.crop import crop, scale_boxes
+from imgpipe.engine.steps.crop import crop_window, scale_boxes
 
 LIMITS = Limits(max_upload_bytes=50 << 20, max_pixels=268_435_456, max_frames=500)
 BUILTIN = [s for p in ProfileSet.builtin().profiles.values() for s in p.variants()]
+
+
+def profile(name: str, width: int, height: int, **table: object) -> Profile:
+    return parse_profile(name, {"width": width, "height": height, **table})
 
 
 def _photo(tmp_path: Path, size: tuple[int, int] = (1600, 1200)) -> Path:
@@ -65,7 +70,7 @@ def test_a_variant_does_not_depend_on_which_others_are_rendered(tmp_path: Path) 
 
 def test_a_profile_larger_than_the_base_gets_full_detail(tmp_path: Path) -> None:
     path = _photo(tmp_path, (3000, 2000))
-    spec = Profile("xl", 2800, 2800).variants()
+    spec = profile("xl", 2800, 2800).variants()
     out = _rendered(render_variants(path, probe(path, LIMITS), spec).outcomes["xl"])
     assert (out.width, out.height) == (2800, 1867)
 
@@ -82,16 +87,9 @@ def test_analysis_describes_the_picture(tmp_path: Path) -> None:
 def test_other_formats_and_quality_auto(tmp_path: Path) -> None:
     path = tmp_path / "smooth.png"
     Image.linear_gradient("L").resize((900, 600)).convert("RGB").save(path)
-    profile = Profile(
-        "multi",
-        400,
-        400,
-        fit=Fit.FIT,
-        quality=None,
-        formats=(ImageFormat.JPEG, ImageFormat.AVIF, ImageFormat.PNG),
-    )
-    fixed = Profile("fixed", 400, 400, quality=92, formats=(ImageFormat.JPEG,))
-    specs = profile.variants() + fixed.variants()
+    multi = profile("multi", 400, 400, fit="fit", quality="auto", formats=["jpeg", "avif", "png"])
+    fixed = profile("fixed", 400, 400, quality=92, formats=["jpeg"])
+    specs = multi.variants() + fixed.variants()
     result = render_variants(path, probe(path, LIMITS), specs).outcomes
     kinds = {name: Image.open(io.BytesIO(_rendered(o).data)).format for name, o in result.items()}
     assert kinds == {"multi": "JPEG", "multi.avif": "AVIF", "multi.png": "PNG", "fixed": "JPEG"}
@@ -102,7 +100,7 @@ def test_other_formats_and_quality_auto(tmp_path: Path) -> None:
 def test_jpeg_output_flattens_alpha_onto_white(tmp_path: Path) -> None:
     path = tmp_path / "clear.png"
     Image.new("RGBA", (100, 100), (0, 0, 0, 0)).save(path)
-    spec = Profile("j", 100, 100, formats=(ImageFormat.JPEG,)).variants()
+    spec = profile("j", 100, 100, formats=["jpeg"]).variants()
     out = _rendered(render_variants(path, probe(path, LIMITS), spec).outcomes["j"])
     pixel = Image.open(io.BytesIO(out.data)).convert("RGB").getpixel((50, 50))
     assert isinstance(pixel, tuple)
@@ -174,7 +172,7 @@ def test_progressive_jpegs_have_their_own_pixel_budget(tmp_path: Path) -> None:
 
 
 def _face_profile(crop: Crop) -> list[VariantSpec]:
-    return Profile("portrait", 150, 400, fit=Fit.COVER, crop=crop).variants()
+    return profile("portrait", 150, 400, fit="cover", crop=crop.value).variants()
 
 
 def test_a_face_crop_without_a_face_is_the_attention_crop(tmp_path: Path) -> None:
@@ -184,7 +182,7 @@ def test_a_face_crop_without_a_face_is_the_attention_crop(tmp_path: Path) -> Non
     assert _rendered(face.outcomes["portrait"]).data == (
         _rendered(attention.outcomes["portrait"]).data
     )
-    assert Profile("p", 1, 1, crop=Crop.FACE).digest != Profile("p", 1, 1).digest
+    assert profile("p", 1, 1, crop="face").digest != profile("p", 1, 1).digest
 
 
 def test_a_face_crop_keeps_the_faces_in_the_box() -> None:
@@ -192,7 +190,7 @@ def test_a_face_crop_keeps_the_faces_in_the_box() -> None:
     coordinates = pyvips.Image.xyz(600, 400)
     far_right, low_left = (480, 100, 60, 60), (20, 300, 40, 40)
     for faces_found in ([far_right], [low_left], [far_right, low_left]):
-        cut = crop(coordinates, (150, 200), Crop.FACE, faces_found)
+        cut, _, _ = crop_window(coordinates, (150, 200), Crop.FACE, None, faces_found)
         left, top = (int(v) for v in cut.getpoint(0, 0))
         keep = faces_found if len(faces_found) == 1 else faces_found[:1]  # too far apart
         for x, y, w, h in keep:

@@ -8,17 +8,22 @@ import pytest
 
 from imgpipe.domain.errors import BadRequest
 from imgpipe.domain.media import ImageFormat
-from imgpipe.domain.profiles import Crop, Fit, ProfileSet
+from imgpipe.domain.profiles import ProfileSet
+from imgpipe.domain.render_options import AUTO, Crop, Fit
 
 
 def test_builtins_match_the_spec() -> None:
     profiles = ProfileSet.builtin().profiles
-    assert [(p.name, p.width, p.height, p.fit) for p in profiles.values()] == [
+    assert [
+        (p.name, p.options.width, p.options.height, p.options.fit) for p in profiles.values()
+    ] == [
         ("thumbnail", 150, 150, Fit.COVER),
-        ("medium", 800, 600, Fit.FIT),
-        ("large", 1920, 1080, Fit.FIT),
+        ("medium", 800, 600, Fit.INSIDE),
+        ("large", 1920, 1080, Fit.INSIDE),
     ]
-    assert all(p.formats == (ImageFormat.WEBP,) and p.quality == 85 for p in profiles.values())
+    assert all(
+        p.formats == (ImageFormat.WEBP,) and p.options.quality == 85 for p in profiles.values()
+    )
 
 
 def test_a_toml_file_adds_and_replaces_profiles(tmp_path: Path) -> None:
@@ -30,9 +35,10 @@ def test_a_toml_file_adds_and_replaces_profiles(tmp_path: Path) -> None:
     )
     profiles = ProfileSet.from_toml(path)
     square = profiles.profiles["square"]
-    assert (square.fit, square.crop, square.quality) == (Fit.COVER, Crop.ATTENTION, None)
+    options = square.options
+    assert (options.fit, options.crop, options.quality) == (Fit.COVER, Crop.ATTENTION, AUTO)
     assert [s.name for s in square.variants()] == ["square", "square.avif"]
-    assert profiles.profiles["medium"].width == 640
+    assert profiles.profiles["medium"].options.width == 640
     assert "large" in profiles.profiles
 
 
@@ -61,6 +67,7 @@ def test_digest_changes_with_anything_that_changes_the_output() -> None:
     medium = ProfileSet.builtin().profiles["medium"]
     from dataclasses import replace
 
-    assert replace(medium, quality=80).digest != medium.digest
-    assert replace(medium, width=801).digest != medium.digest
+    assert replace(medium, options=replace(medium.options, quality=80)).digest != medium.digest
+    assert replace(medium, options=replace(medium.options, width=801)).digest != medium.digest
+    assert replace(medium, options=replace(medium.options, blur=2.0)).digest != medium.digest
     assert replace(medium, name="other").digest == medium.digest

@@ -12,8 +12,10 @@ from PIL import Image
 from imgpipe.domain.media import ImageFormat, Limits
 from imgpipe.domain.render_options import RenderOptions, parse_options
 from imgpipe.engine import faces
+from imgpipe.engine.plan import plan
 from imgpipe.engine.probe import probe
-from imgpipe.engine.render import RenderedImage, plan_render, render
+from imgpipe.engine.render import render
+from imgpipe.engine.runner import Output
 
 LIMITS = Limits(max_upload_bytes=50 << 20, max_pixels=268_435_456, max_frames=500)
 RED, GREEN, BLUE, YELLOW = (220, 30, 30), (30, 200, 40), (30, 40, 220), (240, 220, 30)
@@ -39,11 +41,11 @@ def quadrants(tmp_path: Path, size: tuple[int, int] = (800, 600)) -> Path:
     return path
 
 
-def run(path: Path, query: str, fmt: ImageFormat | None = ImageFormat.PNG) -> RenderedImage:
+def run(path: Path, query: str, fmt: ImageFormat | None = ImageFormat.PNG) -> Output:
     return render(path, probe(path, LIMITS), opts(query), fmt)
 
 
-def pixels(result: RenderedImage) -> Image.Image:
+def pixels(result: Output) -> Image.Image:
     return Image.open(io.BytesIO(result.data)).convert("RGBA")
 
 
@@ -51,33 +53,11 @@ def near(actual: tuple[int, ...], expected: tuple[int, ...], tolerance: int = 12
     return all(abs(a - e) <= tolerance for a, e in zip(actual, expected, strict=False))
 
 
-@pytest.mark.parametrize(
-    ("query", "resized", "output"),
-    [
-        ("", (800, 600), (800, 600)),
-        ("w=400", (400, 300), (400, 300)),
-        ("h=150", (200, 150), (200, 150)),
-        ("w=400&h=400", (400, 300), (400, 300)),  # inside, the default
-        ("w=400&h=400&fit=cover", (533, 400), (400, 400)),
-        ("w=400&h=400&fit=contain", (400, 300), (400, 400)),
-        ("w=300&h=500&fit=fill", (300, 500), (300, 500)),
-        ("w=2000&h=2000&fit=cover", (800, 600), (800, 600)),  # never enlarged by a fit
-        ("w=300&rotate=90", (300, 400), (300, 400)),
-    ],
-)
-def test_geometry_is_planned_from_header_facts(
-    query: str, resized: tuple[int, int], output: tuple[int, int]
-) -> None:
-    geometry = plan_render((800, 600), opts(query))
-    assert geometry.resized == resized
-    assert geometry.output == output
-
-
 def test_sizes_match_the_plan(tmp_path: Path) -> None:
     path = quadrants(tmp_path)
     for query in ("w=400&h=400&fit=cover", "w=400&h=400&fit=contain", "w=300&h=500&fit=fill"):
         result = run(path, query)
-        assert (result.width, result.height) == plan_render((800, 600), opts(query)).output
+        assert (result.width, result.height) == plan(opts(query), (800, 600)).output
         assert pixels(result).size == (result.width, result.height)
 
 

@@ -7,13 +7,13 @@ import random
 import pytest
 
 from imgpipe.domain.errors import BadRequest
+from imgpipe.domain.media import ImageFormat
 from imgpipe.domain.render_options import (
     OPTION_ORDER,
     BadOption,
-    CropMode,
+    Crop,
     Fit,
     Flip,
-    OutputFormat,
     Position,
     parse_options,
     split_render_path,
@@ -40,8 +40,8 @@ QUERY = [
 def test_every_option_parses_into_the_spec() -> None:
     options = parse_options(QUERY)
     assert (options.width, options.height, options.fit) == (300, 200, Fit.COVER)
-    assert options.crop is CropMode.FOCAL and options.focal == (0.25, 0.75)
-    assert options.format is OutputFormat.WEBP and options.quality == 70
+    assert options.crop is Crop.FOCAL and options.focal == (0.25, 0.75)
+    assert options.format is ImageFormat.WEBP and options.quality == 70
     assert (options.blur, options.sharpen, options.rotate, options.flip) == (2.0, 1.5, 90, Flip.H)
     assert (options.brightness, options.contrast, options.gray) == (15, -20, True)
     assert options.watermark is not None
@@ -63,7 +63,7 @@ def test_defaults_are_left_out_and_spellings_are_normalised() -> None:
         [("crop", "center"), ("fit", "inside"), ("rotate", "0"), ("blur", "1.50"), ("w", "10")]
     )
     assert options.canonical() == "w=10&blur=1.5"
-    assert parse_options([("format", "jpg")]).format is OutputFormat.JPEG
+    assert parse_options([("format", "jpg")]).format is ImageFormat.JPEG
     assert parse_options([]).canonical() == ""
 
 
@@ -84,12 +84,15 @@ def test_cache_digest_depends_on_options_format_and_assets() -> None:
         ([("fit", "squash")], "fit", "inside, cover, contain, fill"),
         ([("crop", "middle")], "crop", "centre, attention, entropy, face"),
         ([("crop", "fp")], "crop", "centre"),
-        ([("format", "gif")], "format", "auto, webp, avif, jpeg, png"),
+        ([("format", "gif")], "format", "auto, avif, jpeg, png, webp"),
         ([("q", "101")], "q", "1 to 100"),
         ([("blur", "0")], "blur", "0.3 to 100"),
         ([("blur", "1e3")], "blur", "number"),
         ([("sharpen", "nan")], "sharpen", "number"),
-        ([("rotate", "45")], "rotate", "90, 180 or 270"),
+        ([("rotate", "400")], "rotate", "a number from -360 to 360"),
+        ([("region", "1,2,3")], "region", "left,top,width,height"),
+        ([("bg", "red")], "bg", "rrggbb"),
+        ([("q", "best")], "q", "or auto"),
         ([("flip", "x")], "flip", "h, v, hv"),
         ([("bri", "-101")], "bri", "-100 to 100"),
         ([("con", "1.5")], "con", "integer"),
@@ -116,17 +119,17 @@ def test_a_bad_option_is_named_with_what_was_expected_and_what_came(
 
 
 def test_the_path_extension_sets_the_format_and_must_agree_with_the_query() -> None:
-    assert split_render_path("/v1/render/img_abc.webp") == ("img_abc", OutputFormat.WEBP)
-    assert split_render_path("/v1/render/img_abc.JPG") == ("img_abc", OutputFormat.JPEG)
+    assert split_render_path("/v1/render/img_abc.webp") == ("img_abc", ImageFormat.WEBP)
+    assert split_render_path("/v1/render/img_abc.JPG") == ("img_abc", ImageFormat.JPEG)
     assert split_render_path("/v1/render/img_abc") == ("img_abc", None)
-    options = parse_options([("w", "5")], OutputFormat.AVIF)
-    assert options.format is OutputFormat.AVIF
+    options = parse_options([("w", "5")], ImageFormat.AVIF)
+    assert options.format is ImageFormat.AVIF
     assert options.canonical() == "w=5"  # the path carries it
     assert options.cache_digest("avif") == parse_options(
         [("w", "5"), ("format", "avif")]
     ).cache_digest("avif")
     with pytest.raises(BadOption):
-        parse_options([("format", "png")], OutputFormat.WEBP)
+        parse_options([("format", "png")], ImageFormat.WEBP)
     with pytest.raises(BadOption):
         split_render_path("/v1/render/img_abc.gif")
     with pytest.raises(BadRequest):

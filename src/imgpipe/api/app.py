@@ -10,6 +10,7 @@ from imgpipe.api import (
     openapi,
     problems,
     routes_admin,
+    routes_docs,
     routes_health,
     routes_images,
     routes_ops,
@@ -17,6 +18,7 @@ from imgpipe.api import (
     routes_web,
     routes_webhooks,
 )
+from imgpipe.api.head import HeadAsGet
 from imgpipe.api.routes_render import router as render_router
 from imgpipe.services.deps import ServiceDeps
 
@@ -26,12 +28,17 @@ def create_app(deps: ServiceDeps) -> FastAPI:
         title="imgpipe",
         version=__version__,
         summary="Upload, validate, store and turn user images into web variants.",
+        # /docs is routes_docs: Swagger UI from this origin, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.deps = deps
     problems.install(app)
     auth.install(app, deps)
+    app.add_middleware(HeadAsGet)  # inside the timing, which so records HEAD as HEAD
     app.add_middleware(routes_ops.RequestTiming)
     app.include_router(routes_health.router)
+    app.include_router(routes_docs.router)
     app.include_router(routes_ops.router)
     app.include_router(routes_uploads.router)
     app.include_router(routes_images.router)

@@ -11,12 +11,33 @@ from imgpipe.api.auth import current_principal
 from imgpipe.domain.access import SINGLE_USER_OWNER, Principal
 from imgpipe.services.deps import ServiceDeps
 
-__all__ = ["SINGLE_USER_OWNER", "current_owner", "current_principal", "service_deps"]
+__all__ = [
+    "SINGLE_USER_OWNER",
+    "api_base_url",
+    "current_owner",
+    "current_principal",
+    "location_of",
+    "service_deps",
+]
 
 
 def service_deps(request: Request) -> ServiceDeps:
     deps: ServiceDeps = request.app.state.deps
     return deps
+
+
+def api_base_url(request: Request) -> str:
+    """The API's public address: API_BASE_URL when set, else what the request reached."""
+    configured: str = request.app.state.deps.api_base_url
+    return configured or str(request.base_url).rstrip("/")
+
+
+def location_of(request: Request, path: str) -> str:
+    """A ``Location`` for ``path``: absolute under API_BASE_URL when set; otherwise an
+    absolute-path reference (RFC 9110 allows it), which stays right behind any proxy
+    that rewrites the host."""
+    configured: str = request.app.state.deps.api_base_url
+    return (configured or request.scope.get("root_path", "")) + path
 
 
 def staging_dir(request: Request) -> Path:

@@ -56,6 +56,7 @@ RESPONSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/v1/images"): (*_V1, *_UPLOAD),
     ("get", "/v1/images"): _V1,
     ("get", "/v1/images/{image_id}"): (*_V1, 404),
+    ("get", "/v1/images/{image_id}/similar"): (*_V1, 404, 409),
     ("delete", "/v1/images/{image_id}"): (*_V1, 404),
     ("get", "/v1/images/{image_id}/variants/{name}"): (*_V1, 304, 404, 409),
     ("get", "/v1/images/{image_id}/original"): (*_V1, 304, 404),

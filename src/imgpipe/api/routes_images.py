@@ -9,12 +9,20 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
-from imgpipe.api.deps import current_owner, current_principal, service_deps, staging_dir
-from imgpipe.api.schemas import ImageOut, ImagePageOut, ReprocessIn
+from imgpipe.api.deps import (
+    current_owner,
+    current_principal,
+    location_of,
+    service_deps,
+    staging_dir,
+)
+from imgpipe.api.head import is_head
+from imgpipe.api.schemas import ImageOut, ImagePageOut, ReprocessIn, SimilarPageOut
 from imgpipe.api.upload import receive_upload
+from imgpipe.domain import similarity
 from imgpipe.domain.access import Principal
 from imgpipe.domain.errors import BadRequest, ImgpipeError
-from imgpipe.services import ingest, manage, queries
+from imgpipe.services import ingest, manage, queries, similar
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.services.queries import StoredObject
 from imgpipe.telemetry import metrics
@@ -26,6 +34,10 @@ Owner = Annotated[str, Depends(current_owner)]
 Caller = Annotated[Principal, Depends(current_principal)]
 
 IMMUTABLE = "public, max-age=31536000, immutable"
+# An original is whatever the user sent: a file valid as a GIF may also be valid HTML.
+# nosniff stops a browser from reading it as anything but its type, and a sandbox CSP
+# keeps any script in it from running with this origin, even opened as a document.
+ORIGINAL_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
 # A response that needed a key must not be stored by a shared cache (RFC 9111 3.5: a
 # cache may reuse a response to a request with Authorization when it is `public`), or it
 # would hand it to anyone asking for the same URL without a key.
@@ -61,7 +73,9 @@ _UPLOAD_DOC = {
 
 
 @router.post("", status_code=202, response_model=ImageOut, openapi_extra=_UPLOAD_DOC)
-async def upload_image(request: Request, deps: Deps, owner: Owner, caller: Caller) -> ImageOut:
+async def upload_image(
+    request: Request, response: Response, deps: Deps, owner: Owner, caller: Caller
+) -> ImageOut:
     """Upload an image (multipart field ``file``); 202 once the original is durable."""
     try:
         form = await receive_upload(
@@ -90,6 +104,7 @@ async def upload_image(request: Request, deps: Deps, owner: Owner, caller: Calle
     except ClientDisconnect:
         metrics.UPLOADS.labels("aborted", "client_closed_request").inc()
         raise
+    response.headers["Location"] = location_of(request, f"/v1/images/{view.id}")
     return ImageOut.of(view)
 
 
@@ -109,6 +124,22 @@ def get_image(image_id: str, deps: Deps, owner: Owner) -> ImageOut:
     return ImageOut.of(queries.get_image(deps, image_id, owner))
 
 
+@router.get("/{image_id}/similar", response_model=SimilarPageOut)
+def similar_images(
+    image_id: str,
+    deps: Deps,
+    owner: Owner,
+    max_distance: Annotated[
+        int, Query(ge=0, le=similarity.MAX_DISTANCE)
+    ] = similarity.DEFAULT_MAX_DISTANCE,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> SimilarPageOut:
+    """The caller's images whose 64-bit pHash differs from this one's in at most
+    ``max_distance`` bits, nearest first."""
+    found = similar.similar(deps, image_id, owner, max_distance, limit)
+    return SimilarPageOut.of(image_id, max_distance, found)
+
+
 @router.get("/{image_id}/variants/{name}", response_class=Response)
 def get_variant(image_id: str, name: str, request: Request, deps: Deps, caller: Caller) -> Response:
     stored = queries.open_variant(deps, image_id, caller.owner, name)
@@ -121,7 +152,7 @@ def get_variant(image_id: str, name: str, request: Request, deps: Deps, caller: 
 def get_original(image_id: str, request: Request, deps: Deps, owner: Owner) -> Response:
     """The original exactly as uploaded; owner only, never cached by shared caches."""
     stored = queries.open_original(deps, image_id, owner)
-    return _bytes_response(stored, request, "private, max-age=0, no-store")
+    return _bytes_response(stored, request, "private, max-age=0, no-store", ORIGINAL_HEADERS)
 
 
 @router.post("/{image_id}/reprocess", status_code=202, response_model=ImageOut)
@@ -147,10 +178,24 @@ def _profile_list(raw: str | None) -> list[str] | None:
     return names
 
 
-def _bytes_response(stored: StoredObject, request: Request, cache_control: str) -> Response:
-    headers = {"ETag": stored.etag, "Cache-Control": cache_control}
+def _bytes_response(
+    stored: StoredObject,
+    request: Request,
+    cache_control: str,
+    extra_headers: dict[str, str] | None = None,
+) -> Response:
+    headers = {"ETag": stored.etag, "Cache-Control": cache_control, **(extra_headers or {})}
     if request.headers.get("if-none-match") == stored.etag:
-        stored.chunks.close() if hasattr(stored.chunks, "close") else None
+        _close(stored)
         return Response(status_code=304, headers=headers)
     headers["Content-Length"] = str(stored.size)
+    if is_head(request.scope):  # the same headers, without reading the bytes
+        _close(stored)
+        return Response(media_type=stored.media_type, headers=headers)
     return StreamingResponse(stored.chunks, media_type=stored.media_type, headers=headers)
+
+
+def _close(stored: StoredObject) -> None:
+    close = getattr(stored.chunks, "close", None)
+    if close is not None:
+        close()

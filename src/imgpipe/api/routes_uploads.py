@@ -10,7 +10,14 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from imgpipe.api import ratelimit
-from imgpipe.api.deps import current_owner, current_principal, service_deps, staging_dir
+from imgpipe.api.deps import (
+    api_base_url,
+    current_owner,
+    current_principal,
+    location_of,
+    service_deps,
+    staging_dir,
+)
 from imgpipe.api.schemas import ImageOut
 from imgpipe.api.upload import receive_body
 from imgpipe.domain.access import Principal
@@ -46,10 +53,9 @@ class UploadOut(BaseModel):
 @router.post("/v1/uploads", status_code=201, response_model=UploadOut)
 def announce_upload(body: UploadIn, request: Request, deps: Deps, owner: Owner) -> UploadOut:
     """Get a form to upload a large file straight to storage, then call ``complete``."""
-    # API_BASE_URL when set: the request's Host header is the client's to choose, and a
-    # URL built from it could send the upload (and its signature) anywhere.
-    base_url = deps.api_base_url or str(request.base_url)
-    ticket = direct.announce(deps, owner, body.filename, body.content_type, body.bytes, base_url)
+    ticket = direct.announce(
+        deps, owner, body.filename, body.content_type, body.bytes, api_base_url(request)
+    )
     target = UploadTarget(
         method=ticket.method,
         url=ticket.url,
@@ -85,9 +91,12 @@ async def receive_upload_content(
 
 
 @router.post("/v1/images/{image_id}/complete", status_code=202, response_model=ImageOut)
-def complete_upload(image_id: str, deps: Deps, caller: Caller) -> ImageOut:
+def complete_upload(
+    image_id: str, request: Request, response: Response, deps: Deps, caller: Caller
+) -> ImageOut:
     """Validate the uploaded bytes like any upload, store the original, enqueue.
 
     Webhooks for a direct upload go to the key's default callback URL."""
     view = direct.complete(deps, image_id, caller.owner, caller.callback_url)
+    response.headers["Location"] = location_of(request, f"/v1/images/{view.id}")
     return ImageOut.of(view)

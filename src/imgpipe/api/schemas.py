@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from imgpipe.services.similar import SimilarImage
 from imgpipe.services.views import ImagePage, ImageView
 
 
@@ -36,11 +37,29 @@ class OriginalOut(BaseModel):
     frames: int
 
 
+class SwatchOut(BaseModel):
+    hex: str
+    share: float
+
+
+class QualityOut(BaseModel):
+    score: int
+    sharpness: float | None
+    exposure: float
+    clipped_highlights: float
+    clipped_shadows: float
+    noise: float
+    jpeg_quality: int | None
+
+
 class ImageMetadataOut(BaseModel):
     exif: dict[str, str]
     dominant_colors: list[str]
+    palette: list[SwatchOut]
     blurhash: str | None
+    thumbhash: str | None
     phash: str | None
+    quality: QualityOut | None
 
 
 class ModerationOut(BaseModel):
@@ -74,6 +93,22 @@ class ImagePageOut(BaseModel):
     @classmethod
     def of(cls, page: ImagePage) -> ImagePageOut:
         return cls(items=[ImageOut.of(v) for v in page.items], next_cursor=page.next_cursor)
+
+
+class SimilarOut(BaseModel):
+    distance: int
+    image: ImageOut
+
+
+class SimilarPageOut(BaseModel):
+    image_id: str
+    max_distance: int
+    items: list[SimilarOut]
+
+    @classmethod
+    def of(cls, image_id: str, max_distance: int, found: list[SimilarImage]) -> SimilarPageOut:
+        items = [SimilarOut(distance=s.distance, image=ImageOut.of(s.image)) for s in found]
+        return cls(image_id=image_id, max_distance=max_distance, items=items)
 
 
 class ReprocessIn(BaseModel):

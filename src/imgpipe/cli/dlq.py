@@ -15,7 +15,7 @@ from imgpipe.cli.keys import database_sessions
 dlq_app = typer.Typer(
     help="Dead letters: jobs whose variants ran out of attempts.", no_args_is_help=True
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # no hard wraps (see cli/main.py)
 
 
 @dlq_app.command("list")
@@ -40,6 +40,9 @@ def list_(
         adapter = TypeAdapter(list[DeadLetterView])
         sys.stdout.write(json.dumps(adapter.dump_python(entries, mode="json"), indent=2) + "\n")
         return
+    if not entries:  # an empty table says nothing a sentence does not
+        err.print("imgpipe: no dead letters" + ("" if include_retried else " waiting for a retry"))
+        return
     table = Table(show_header=True)
     for column in ("id", "image", "owner", "variants", "attempts", "code", "error", "created"):
         table.add_column(column)
@@ -55,8 +58,6 @@ def list_(
             entry.created_at.strftime("%Y-%m-%d %H:%M:%S"),
         )
     Console(width=200).print(table)
-    if not entries:
-        err.print("imgpipe: no dead letters")
 
 
 @dlq_app.command("retry")

@@ -12,12 +12,13 @@ from rich.console import Console
 from rich.table import Table
 
 from imgpipe.config import Settings
+from imgpipe.domain.access import SINGLE_USER_OWNER
 
 if TYPE_CHECKING:  # importing SQLAlchemy costs 0.2 s on every `imgpipe` start, even --help
     from sqlalchemy.orm import Session, sessionmaker
 
 keys_app = typer.Typer(help="API keys: each belongs to an owner.", no_args_is_help=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # no hard wraps (see cli/main.py)
 
 
 def _load() -> Settings:
@@ -79,6 +80,7 @@ def create(
 ) -> None:
     """Make a key: printed alone on stdout, shown once, stored hashed."""
     from imgpipe.services.keys import create_key
+    from imgpipe.services.owners import single_user_images
 
     settings = _load()
     with database_sessions(settings) as sessions:
@@ -87,10 +89,28 @@ def create(
         except ValueError as exc:
             err.print(f"[red]imgpipe keys create: {exc}[/red]")
             raise typer.Exit(2) from None
+        left = single_user_images(sessions)
     sys.stdout.write(key + "\n")
     err.print(
         f"imgpipe: key {info.id} for owner {info.owner!r}{' (admin)' if admin else ''}; "
         "it is shown only this once."
+    )
+    if left.count and not left.reachable:
+        _tell_about_single_user_images(left.count, info.owner)
+
+
+def _tell_about_single_user_images(count: int, new_owner: str) -> None:
+    """Images uploaded before any key belong to the owner ``default``; from now on only
+    a key for that owner sees them, which looks like data loss unless said."""
+    target = new_owner if new_owner != SINGLE_USER_OWNER else "NAME"
+    err.print(
+        f"imgpipe: {count} image(s) uploaded before this key (single-user mode) belong to "
+        f"the owner {SINGLE_USER_OWNER!r}; every /v1 request now needs a key, and only a key "
+        f"for {SINGLE_USER_OWNER!r} sees them. Either give them to this key's owner:\n"
+        f"  imgpipe images reassign --from {SINGLE_USER_OWNER} --to {target}\n"
+        f"or reach them with a key of their own:\n"
+        f"  imgpipe keys create --owner {SINGLE_USER_OWNER}",
+        soft_wrap=True,
     )
 
 

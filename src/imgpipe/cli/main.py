@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from imgpipe.cli.dlq import dlq_app
+from imgpipe.cli.images import images_app
 from imgpipe.cli.keys import keys_app, keys_exist
 from imgpipe.config import Settings, load_settings
 
@@ -32,8 +33,11 @@ db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(images_app, name="images")
 
-err = Console(stderr=True)
+# soft_wrap: Rich wraps at 80 columns when the output is not a terminal (a log file, a
+# pipe), which breaks paths and URLs in two; a terminal still wraps long lines itself.
+err = Console(stderr=True, soft_wrap=True)
 
 Host = Annotated[str, typer.Option(help="Address to bind.")]
 Port = Annotated[int, typer.Option(help="Port to bind.")]
@@ -180,6 +184,8 @@ def api(
     _logging(settings)
     container = build(settings)
     _require_current_schema(container)
+    processes = f" ({workers} processes)" if workers > 1 else ""
+    err.print(f"imgpipe: API on http://{host}:{port}{processes} (docs at /docs)")
     if workers == 1:
         uvicorn.run(
             create_app(container.deps),
@@ -305,6 +311,7 @@ def process(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Batch mode: every image under PATH through the same engine, no server."""
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from imgpipe.cli.batch import BatchRunner, BatchSummary, collect_inputs, timed
@@ -349,7 +356,8 @@ def process(
             progress.advance(task)
             if not result.ok:
                 progress.console.print(
-                    f"[yellow]failed[/yellow] {result.source}: {result.code}: {result.reason}"
+                    f"[yellow]failed[/yellow] {escape(str(result.source))}: {result.code}: "
+                    f"{escape(result.reason or '')}"
                 )
     if as_json:
         sys.stdout.write(json.dumps(summary.as_dict(), indent=2) + "\n")
@@ -377,6 +385,7 @@ def _print_summary(summary: object) -> None:
         ("workers", f"{summary.workers}"),
     ):
         table.add_row(label, value)
-    Console().print(table)
+    out = Console(soft_wrap=True)  # a failure's path stays on one line in a file or pipe
+    out.print(table)
     for failure in summary.failures:
-        Console().print(f"  {failure['source']}: {failure['code']}: {failure['reason']}")
+        out.print(f"  {failure['source']}: {failure['code']}: {failure['reason']}", markup=False)

@@ -5,10 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select, union, update
 from sqlalchemy.orm import Session
 
-from imgpipe.db.schema import ImageRow, UploadRow, VariantRow, utcnow
+from imgpipe.db.schema import (
+    ApiKeyRow,
+    DeadLetterRow,
+    ImageRow,
+    UploadRow,
+    VariantRow,
+    WebhookEventRow,
+    utcnow,
+)
+from imgpipe.domain import similarity
 from imgpipe.domain.states import ImageStatus, VariantStatus, rollup
 
 
@@ -92,3 +101,52 @@ def claim_upload(session: Session, upload_id: str, now: datetime, stale_before: 
 
 def release_upload(session: Session, upload_id: str) -> None:
     session.execute(update(UploadRow).where(UploadRow.id == upload_id).values(completed_at=None))
+
+
+def count_images(session: Session, owner: str) -> int:
+    query = select(func.count()).select_from(ImageRow).where(ImageRow.owner == owner)
+    return int(session.scalar(query) or 0)
+
+
+def has_active_key(session: Session, owner: str) -> bool:
+    query = select(ApiKeyRow.id).where(ApiKeyRow.owner == owner, ApiKeyRow.revoked_at.is_(None))
+    return session.scalar(query.limit(1)) is not None
+
+
+def reassign_owner(session: Session, from_owner: str, to_owner: str) -> int:
+    """Give every image of ``from_owner`` (and what hangs on it: direct uploads in flight,
+    webhook events, dead letters) to ``to_owner``; the number of images moved."""
+    moved = session.execute(
+        update(ImageRow).where(ImageRow.owner == from_owner).values(owner=to_owner)
+    )
+    for table in (UploadRow, WebhookEventRow, DeadLetterRow):
+        session.execute(update(table).where(table.owner == from_owner).values(owner=to_owner))
+    return int(moved.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def set_phash(image: ImageRow, phash: object) -> None:
+    """Record the image's pHash and its index bands (all None when it has none)."""
+    value = similarity.parse(phash) if isinstance(phash, str) else None
+    image.phash = phash if value is not None and isinstance(phash, str) else None
+    parts = similarity.bands(value) if value is not None else (None,) * similarity.BANDS
+    image.phash_b0, image.phash_b1, image.phash_b2, image.phash_b3 = parts
+
+
+def phash_candidates(
+    session: Session, owner: str, probes: Sequence[Sequence[int]]
+) -> list[tuple[str, str]]:
+    """(id, phash) of the owner's images with any band among that band's probe values:
+    one index range scan per band (owner, band), deduplicated by UNION."""
+    columns = (ImageRow.phash_b0, ImageRow.phash_b1, ImageRow.phash_b2, ImageRow.phash_b3)
+    selects = [
+        select(ImageRow.id, ImageRow.phash).where(ImageRow.owner == owner, column.in_(values))
+        for column, values in zip(columns, probes, strict=True)
+    ]
+    return [(str(i), str(h)) for i, h in session.execute(union(*selects)) if h is not None]
+
+
+def images_by_ids(session: Session, owner: str, ids: Sequence[str]) -> list[ImageRow]:
+    if not ids:
+        return []
+    query = select(ImageRow).where(ImageRow.owner == owner, ImageRow.id.in_(ids))
+    return list(session.scalars(query))

@@ -70,6 +70,13 @@ class ImageRow(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # When a message for this job was last handed to the broker (to notice lost ones).
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The pHash (16 hex digits) and its four 16-bit bands, each indexed after the owner:
+    # near-duplicate lookups probe the bands (domain/similarity.py) instead of scanning.
+    phash: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    phash_b0: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    phash_b1: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    phash_b2: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    phash_b3: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     variants: Mapped[list[VariantRow]] = relationship(
         back_populates="image",
@@ -78,7 +85,13 @@ class ImageRow(Base):
         lazy="selectin",
     )
 
-    __table_args__ = (Index("ix_images_owner_id", "owner", "id"),)
+    __table_args__ = (
+        Index("ix_images_owner_id", "owner", "id"),
+        Index("ix_images_owner_phash_b0", "owner", "phash_b0"),
+        Index("ix_images_owner_phash_b1", "owner", "phash_b1"),
+        Index("ix_images_owner_phash_b2", "owner", "phash_b2"),
+        Index("ix_images_owner_phash_b3", "owner", "phash_b3"),
+    )
 
 
 class VariantRow(Base):

@@ -38,6 +38,9 @@ _MEDIA_TYPES = {
 
 # Formats a variant may be written in (SPEC §5 `formats`).
 OUTPUT_FORMATS = frozenset({ImageFormat.WEBP, ImageFormat.AVIF, ImageFormat.JPEG, ImageFormat.PNG})
+# Output formats that hold an animation as browsers play it. Not AVIF: this libvips writes
+# an animation's frames as separate still items, not an image sequence (brand avis).
+ANIMATED_OUTPUTS = frozenset({ImageFormat.WEBP})
 
 
 @dataclass(frozen=True, slots=True)

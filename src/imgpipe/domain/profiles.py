@@ -1,75 +1,54 @@
-"""Profiles are data: a name, a box, how to fit it and what to write.
+"""Profiles are data: a name, a set of render options, and the formats to write.
 
-The three built-ins are SPEC §5's; a TOML file (``IMGPIPE_PROFILES_FILE``) may add
-profiles or replace a built-in by name. Every output-affecting field goes into the
-profile's digest, which is part of each variant's storage key, so changing a profile
-never serves stale bytes under the old key.
+A profile is a named, validated ``RenderOptions`` (domain/render_options.py), the way an
+imgproxy preset is a set of processing options: every option a render URL takes, a
+profile takes too, under the same name (``w``/``width``, ``q``/``quality``...), and one
+planner turns both into steps (engine/plan.py). The three built-ins are SPEC §5's; a
+TOML file (``IMGPIPE_PROFILES_FILE``) may add profiles or replace a built-in by name.
+Every output-affecting field goes into the profile's digest, which is part of each
+variant's storage key, so changing a profile never serves stale bytes under the old key.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from imgpipe.domain.errors import BadRequest
-from imgpipe.domain.media import OUTPUT_FORMATS, ImageFormat
+from imgpipe.domain.media import ANIMATED_OUTPUTS, OUTPUT_FORMATS, ImageFormat
+from imgpipe.domain.render_options import (
+    OUTPUT_VERSION,
+    PROFILE_KEYS,
+    Animated,
+    BadOption,
+    Crop,
+    Fit,
+    RenderOptions,
+    output_format_names,
+    parse_options,
+)
 
-# Bumped whenever the engine's output for an unchanged profile changes, so old keys are
-# never reused for new bytes.
-RENDER_VERSION = 1
-
-
-class Fit(StrEnum):
-    COVER = "cover"  # fill the box exactly, cropping the overflow
-    FIT = "fit"  # fit inside the box, keep aspect ratio
-
-
-class Crop(StrEnum):
-    CENTRE = "centre"
-    ATTENTION = "attention"
-    FACE = "face"
-
-
-class Animated(StrEnum):
-    KEEP = "keep"
-    FIRST_FRAME = "first-frame"
+PROFILE_QUALITY = 85  # SPEC §5: the built-ins are WebP at quality 85
 
 
 @dataclass(frozen=True, slots=True)
 class Profile:
     name: str
-    width: int
-    height: int
-    fit: Fit = Fit.FIT
-    crop: Crop = Crop.CENTRE
+    options: RenderOptions
     formats: tuple[ImageFormat, ...] = (ImageFormat.WEBP,)
-    quality: int | None = 85  # None means "auto": smallest file above a quality target
-    animated: Animated = Animated.KEEP
 
     @property
     def digest(self) -> str:
         """A short stable hash of everything that changes the output bytes."""
-        canonical = json.dumps(
-            {
-                "v": RENDER_VERSION,
-                "w": self.width,
-                "h": self.height,
-                "fit": self.fit.value,
-                "crop": self.crop.value,
-                "q": self.quality,
-                "anim": self.animated.value,
-                # Face crops moved from libvips' attention to face detection: their bytes
-                # changed, so their keys do too (other profiles keep theirs).
-                **({"faces": "haar-1"} if self.crop is Crop.FACE else {}),
-            },
-            sort_keys=True,
-        )
+        canonical = f"v{OUTPUT_VERSION}\n{self.options.canonical()}"
+        # Face crops moved from libvips' attention to face detection: the detector's
+        # version is part of their keys (other profiles never change with it).
+        if self.options.crop is Crop.FACE:
+            canonical += "\nfaces=haar-1"
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def variants(self) -> list[VariantSpec]:
@@ -87,11 +66,19 @@ class VariantSpec:
     profile: Profile
     format: ImageFormat
 
+    @property
+    def options(self) -> RenderOptions:
+        return replace(self.profile.options, format=self.format)
+
+
+def _box(width: int, height: int, fit: Fit = Fit.INSIDE) -> RenderOptions:
+    return RenderOptions(width=width, height=height, fit=fit, quality=PROFILE_QUALITY)
+
 
 BUILTIN_PROFILES: tuple[Profile, ...] = (
-    Profile("thumbnail", 150, 150, fit=Fit.COVER),
-    Profile("medium", 800, 600),
-    Profile("large", 1920, 1080),
+    Profile("thumbnail", _box(150, 150, Fit.COVER)),
+    Profile("medium", _box(800, 600)),
+    Profile("large", _box(1920, 1080)),
 )
 
 
@@ -139,25 +126,39 @@ class ProfileSet:
 
 
 def parse_profile(name: str, table: Mapping[str, Any]) -> Profile:
-    """Validate one profile table; every error names the profile and the field."""
+    """Validate one profile table; every error names the profile and the field.
+
+    The keys are the render options' (``w``, ``fit``, ``blur``, ``wm``...), or their long
+    names (``width``, ``quality``, ``watermark``...); ``formats`` lists the outputs.
+    """
     where = f"profile {name!r}"
-
-    def choice(key: str, enum: type[StrEnum], default: StrEnum) -> Any:
-        raw = table.get(key, default.value)
-        try:
-            return enum(raw)
-        except ValueError:
-            allowed = ", ".join(m.value for m in enum)
-            raise ValueError(f"{where}: {key} must be one of {allowed}, got {raw!r}") from None
-
-    def dimension(key: str) -> int:
-        raw = table.get(key)
+    for key in ("width", "height"):
+        raw = table.get(key, table.get(PROFILE_KEYS[key]))
         if not isinstance(raw, int) or isinstance(raw, bool) or not 1 <= raw <= 16384:
             raise ValueError(f"{where}: {key} must be an integer from 1 to 16384, got {raw!r}")
-        return raw
-
-    fit_raw = table.get("fit", "fit")
-    fit = choice("fit", Fit, Fit.FIT) if fit_raw != "inside" else Fit.FIT
+    pairs: list[tuple[str, str]] = []
+    written: dict[str, str] = {}  # option -> the key the file used, for messages
+    for key, raw in table.items():
+        if key == "formats":
+            continue
+        option = PROFILE_KEYS.get(key, key)
+        if option == "format":
+            raise ValueError(f"{where}: use formats = [...] to name the outputs")
+        pairs.append((option, _option_text(raw)))
+        written[option] = key
+    if not any(option == "q" for option, _ in pairs):
+        pairs.append(("q", str(PROFILE_QUALITY)))
+    try:
+        # Profiles may exceed a render's MAX_DIMENSION up to 16384: checked above.
+        sized = [(k, v) for k, v in pairs if k not in ("w", "h")]
+        options = replace(
+            parse_options(sized),
+            width=table.get("width", table.get("w")),
+            height=table.get("height", table.get("h")),
+        )
+    except BadOption as exc:
+        key = written.get(exc.option, exc.option)
+        raise ValueError(f"{where}: {key} must be {exc.expected}, got {exc.got!r}") from None
 
     formats_raw = table.get("formats", ["webp"])
     if isinstance(formats_raw, str):
@@ -165,35 +166,33 @@ def parse_profile(name: str, table: Mapping[str, Any]) -> Profile:
     formats: list[ImageFormat] = []
     for raw in formats_raw:
         try:
-            fmt = ImageFormat(raw)
+            fmt: ImageFormat | None = ImageFormat(raw)
         except ValueError:
             fmt = None
-        if fmt not in OUTPUT_FORMATS or fmt is None:
-            raise ValueError(f"{where}: formats may hold webp, avif, jpeg, png; got {raw!r}")
+        if fmt is None or fmt not in OUTPUT_FORMATS:
+            raise ValueError(f"{where}: formats may hold {output_format_names()}; got {raw!r}")
         formats.append(fmt)
     if not formats:
         raise ValueError(f"{where}: formats must not be empty")
+    if table.get("animated") == Animated.KEEP.value:
+        still = [f.value for f in formats if f not in ANIMATED_OUTPUTS]
+        if still:
+            # An explicit "keep" that a format cannot honour is refused, never silently
+            # dropped: this libvips writes an animation's frames to AVIF as separate still
+            # items, which no browser plays (docs/architecture.md).
+            raise ValueError(
+                f'{where}: animated = "keep" cannot be honoured for {", ".join(still)} '
+                f"(animations are written as {', '.join(sorted(ANIMATED_OUTPUTS))}); "
+                "remove animated (the default keeps animation where it can) or list only "
+                "those formats"
+            )
+    return Profile(name=name, options=options, formats=tuple(formats))
 
-    quality_raw = table.get("quality", 85)
-    quality: int | None
-    if quality_raw == "auto":
-        quality = None
-    elif (
-        isinstance(quality_raw, int)
-        and not isinstance(quality_raw, bool)
-        and 1 <= quality_raw <= 100
-    ):
-        quality = quality_raw
-    else:
-        raise ValueError(f'{where}: quality must be 1-100 or "auto", got {quality_raw!r}')
 
-    return Profile(
-        name=name,
-        width=dimension("width"),
-        height=dimension("height"),
-        fit=fit,
-        crop=choice("crop", Crop, Crop.CENTRE),
-        formats=tuple(formats),
-        quality=quality,
-        animated=choice("animated", Animated, Animated.KEEP),
-    )
+def _option_text(raw: Any) -> str:
+    """A TOML value as a URL would spell it."""
+    if isinstance(raw, bool):
+        return "1" if raw else "0"
+    if isinstance(raw, list):
+        return ",".join(str(v) for v in raw)
+    return str(raw)

@@ -1,12 +1,16 @@
-"""On-demand render options: parsed and validated at the edge into one immutable spec.
+"""Render options: the one vocabulary of what an output looks like.
+
+A render URL's query and a profile's table both become a ``RenderOptions`` (a profile is
+a named set of render options plus its output formats, domain/profiles.py), so every
+option works in both, and one planner (engine/plan.py) turns it into steps.
 
 The query (in any order) becomes a ``RenderOptions``; its ``canonical_pairs`` list the
 options that differ from their defaults in one fixed order, with one spelling per value.
-That canonical form is what a signature covers (domain/signing.py) and what the cache key
-is derived from, so ``w=300&h=200`` and ``h=200&w=300`` (unsigned mode) are one render.
-Every refusal is a ``BadOption`` naming the option, what it accepts and what came.
+That canonical form is what a signature covers (domain/signing.py) and what cache keys
+and profile digests are derived from, so ``w=300&h=200`` and ``h=200&w=300`` are one
+render. Every refusal is a ``BadOption`` naming the option, what it accepts and what came.
 
-Pure stdlib: the engine decides how the options become pixels (engine/render.py).
+Pure stdlib: the engine decides how the options become pixels (engine/plan.py).
 """
 
 from __future__ import annotations
@@ -21,15 +25,20 @@ from pathlib import Path
 from typing import Any
 
 from imgpipe.domain.errors import BadRequest
-from imgpipe.domain.media import ImageFormat
+from imgpipe.domain.media import OUTPUT_FORMATS, ImageFormat
 
-# Bumped whenever the engine's output for unchanged options changes: it is part of every
-# render's cache key, so old keys are never reused for new bytes.
-# (Whether renders read the render source is in the key too: services/render.py.)
-RENDER_VERSION = 2  # 2: JPEGs scale on load straight to the render size
+# The one version of the engine's output bytes: part of every render's cache key and of
+# every profile's digest (so of every variant's storage key). Bump it whenever the output
+# for unchanged options changes, so old keys are never reused for new bytes; stored
+# variants keep the keys their rows name. (Whether renders read the render source is in
+# the render key too: services/render.py.)
+# 3: one engine for profiles and renders; cover keeps the box's shape (undersize=crop).
+OUTPUT_VERSION = 3
 
 MAX_DIMENSION = 8192
-DEFAULT_QUALITY = 80
+DEFAULT_QUALITY = 80  # renders; profiles say theirs (85 for the built-ins)
+AUTO = "auto"  # quality: the smallest file that keeps a perceptual target (engine/encode.py)
+Quality = int | str | None  # 1-100, AUTO, or None for the context's default
 
 
 class BadOption(BadRequest):
@@ -47,13 +56,13 @@ class BadOption(BadRequest):
 
 
 class Fit(StrEnum):
-    INSIDE = "inside"  # fit inside the box, keep aspect ratio (default)
+    INSIDE = "inside"  # fit inside the box, keep aspect ratio (default; "fit" in profiles)
     COVER = "cover"  # fill the box exactly, cropping the overflow
     CONTAIN = "contain"  # fit inside, then pad to the box
     FILL = "fill"  # stretch to the box, ignoring aspect ratio
 
 
-class CropMode(StrEnum):
+class Crop(StrEnum):
     CENTRE = "centre"
     ATTENTION = "attention"
     ENTROPY = "entropy"
@@ -61,18 +70,19 @@ class CropMode(StrEnum):
     FOCAL = "fp"  # set by the fp=x,y option, never written as crop=fp
 
 
-class OutputFormat(StrEnum):
-    AUTO = "auto"
-    WEBP = "webp"
-    AVIF = "avif"
-    JPEG = "jpeg"
-    PNG = "png"
+class Undersize(StrEnum):
+    """What ``cover`` does with a source smaller than the box on some axis (it never
+    upscales): ``crop`` cuts it to the box's aspect ratio at the largest size that needs
+    no upscaling (150x103 into 150x150 gives 103x103), so a grid of thumbnails keeps one
+    shape; ``keep`` keeps what fits of the source (150x103)."""
 
-    @property
-    def image_format(self) -> ImageFormat:
-        if self is OutputFormat.AUTO:
-            raise ValueError("auto is negotiated, not a format")
-        return ImageFormat(self.value)
+    CROP = "crop"
+    KEEP = "keep"
+
+
+class Animated(StrEnum):
+    KEEP = "keep"  # an animated source stays animated where the format can hold it
+    FIRST_FRAME = "first-frame"
 
 
 class Flip(StrEnum):
@@ -107,24 +117,41 @@ class Watermark:
 
 
 @dataclass(frozen=True, slots=True)
+class Region:
+    """A rectangle of the upright source, in its pixels (after EXIF orientation)."""
+
+    left: int
+    top: int
+    width: int
+    height: int
+
+    def canonical(self) -> str:
+        return f"{self.left},{self.top},{self.width},{self.height}"
+
+
+@dataclass(frozen=True, slots=True)
 class RenderOptions:
-    """Everything that shapes a render's bytes, whatever order the query was written in."""
+    """Everything that shapes an output's bytes, whatever order it was written in."""
 
     width: int | None = None
     height: int | None = None
     fit: Fit = Fit.INSIDE
-    crop: CropMode = CropMode.CENTRE
+    crop: Crop = Crop.CENTRE
     focal: tuple[float, float] | None = None
-    format: OutputFormat = OutputFormat.AUTO
-    quality: int | None = None
+    region: Region | None = None
+    undersize: Undersize = Undersize.CROP
+    format: ImageFormat | None = None  # None: negotiated from Accept (format=auto)
+    quality: Quality = None
     blur: float | None = None
     sharpen: float | None = None
-    rotate: int = 0
+    rotate: float = 0  # degrees clockwise, [0, 360)
+    background: str | None = None  # rrggbb or rrggbbaa: rotate corners, contain padding, JPEG
     flip: Flip | None = None
     brightness: int = 0
     contrast: int = 0
     gray: bool = False
     watermark: Watermark | None = None
+    animated: Animated = Animated.KEEP
     # The format came from the path's extension (/v1/render/ID.webp), so the query omits it.
     format_in_path: bool = False
 
@@ -134,20 +161,22 @@ class RenderOptions:
             "w": _opt(self.width),
             "h": _opt(self.height),
             "fit": None if self.fit is Fit.INSIDE else self.fit.value,
-            "crop": None if self.crop in (CropMode.CENTRE, CropMode.FOCAL) else self.crop.value,
+            "crop": None if self.crop in (Crop.CENTRE, Crop.FOCAL) else self.crop.value,
             "fp": None if self.focal is None else f"{_num(self.focal[0])},{_num(self.focal[1])}",
-            "format": None
-            if self.format is OutputFormat.AUTO or self.format_in_path
-            else self.format.value,
-            "q": _opt(self.quality),
+            "region": None if self.region is None else self.region.canonical(),
+            "undersize": None if self.undersize is Undersize.CROP else self.undersize.value,
+            "format": None if self.format is None or self.format_in_path else self.format.value,
+            "q": None if self.quality is None else str(self.quality),
             "blur": None if self.blur is None else _num(self.blur),
             "sharpen": None if self.sharpen is None else _num(self.sharpen),
-            "rotate": str(self.rotate) if self.rotate else None,
+            "rotate": _num(self.rotate) if self.rotate else None,
+            "bg": self.background,
             "flip": None if self.flip is None else self.flip.value,
             "bri": str(self.brightness) if self.brightness else None,
             "con": str(self.contrast) if self.contrast else None,
             "gray": "1" if self.gray else None,
             "wm": None if self.watermark is None else self.watermark.canonical(),
+            "anim": None if self.animated is Animated.KEEP else self.animated.value,
         }
         return [(name, value) for name in OPTION_ORDER if (value := values[name]) is not None]
 
@@ -155,14 +184,14 @@ class RenderOptions:
         return "&".join(f"{k}={v}" for k, v in self.canonical_pairs())
 
     def cache_digest(self, fmt: str, extra: str = "") -> str:
-        """Stable digest of (engine version, options, negotiated format, asset digests)."""
+        """Stable digest of (output version, options, negotiated format, asset digests)."""
         options = replace(self, format_in_path=False).canonical()
-        text = f"v{RENDER_VERSION}\n{options}\n{fmt}\n{extra}"
+        text = f"v{OUTPUT_VERSION}\n{options}\n{fmt}\n{extra}"
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     @property
-    def effective_quality(self) -> int:
-        return self.quality if self.quality is not None else DEFAULT_QUALITY
+    def quarter_turns(self) -> bool:
+        return self.rotate % 90 == 0
 
 
 # The one order of the canonical form (and of signed URLs).
@@ -172,23 +201,42 @@ OPTION_ORDER = (
     "fit",
     "crop",
     "fp",
+    "region",
+    "undersize",
     "format",
     "q",
     "blur",
     "sharpen",
     "rotate",
+    "bg",
     "flip",
     "bri",
     "con",
     "gray",
     "wm",
+    "anim",
 )
 # Query parameters that are not render options: expiry and signature.
 CONTROL_PARAMS = ("exp", "sig")
+# How the same options are spelled in a profile's TOML table (the rest as in a URL).
+PROFILE_KEYS = {
+    "width": "w",
+    "height": "h",
+    "quality": "q",
+    "brightness": "bri",
+    "contrast": "con",
+    "watermark": "wm",
+    "animated": "anim",
+    "background": "bg",
+}
+
+
+def output_format_names() -> str:
+    return ", ".join(sorted(f.value for f in OUTPUT_FORMATS))
 
 
 def parse_options(
-    pairs: Iterable[tuple[str, str]], path_format: OutputFormat | None = None
+    pairs: Iterable[tuple[str, str]], path_format: ImageFormat | None = None
 ) -> RenderOptions:
     """Build the spec from query pairs (any order); each option at most once.
 
@@ -205,41 +253,43 @@ def parse_options(
             raise BadOption(name, "given at most once", value)
         seen[name] = value
 
-    fmt = _choice(seen, "format", OutputFormat, OutputFormat.AUTO, {"jpg": "jpeg"})
+    fmt = _format(seen.get("format"))
     if path_format is not None:
         if "format" in seen and fmt is not path_format:
             raise BadOption(
                 "format", f"{path_format.value} (as the path's extension says)", seen["format"]
             )
         fmt = path_format
-    crop = _choice(seen, "crop", CropMode, CropMode.CENTRE, {"center": "centre", "fp": "!"})
+    crop = _choice(seen, "crop", Crop, Crop.CENTRE, {"center": "centre", "fp": "!"})
     focal = _focal(seen)
     if focal is not None:
         if "crop" in seen:
             raise BadOption("crop", "absent when fp (a focal point) is given", seen["crop"])
-        crop = CropMode.FOCAL
-    rotate = _integer(seen, "rotate", 0, 270) or 0
-    if rotate % 90:
-        raise BadOption("rotate", "0, 90, 180 or 270", seen["rotate"])
+        crop = Crop.FOCAL
+    rotate = _decimal(seen, "rotate", -360.0, 360.0) or 0.0
     gray_raw = seen.get("gray")
     if gray_raw not in (None, "0", "1", "true", "false"):
         raise BadOption("gray", "1 or 0", gray_raw)
     return RenderOptions(
         width=_integer(seen, "w", 1, MAX_DIMENSION),
         height=_integer(seen, "h", 1, MAX_DIMENSION),
-        fit=_choice(seen, "fit", Fit, Fit.INSIDE, {}),
+        fit=_choice(seen, "fit", Fit, Fit.INSIDE, {"fit": "inside"}),
         crop=crop,
         focal=focal,
+        region=_region(seen.get("region")),
+        undersize=_choice(seen, "undersize", Undersize, Undersize.CROP, {}),
         format=fmt,
-        quality=_integer(seen, "q", 1, 100),
+        quality=_quality(seen.get("q")),
         blur=_decimal(seen, "blur", 0.3, 100.0),
         sharpen=_decimal(seen, "sharpen", 0.3, 10.0),
-        rotate=rotate,
+        rotate=float(_num(rotate % 360)),
+        background=_colour(seen.get("bg")),
         flip=_choice(seen, "flip", Flip, None, {"vh": "hv"}),
         brightness=_integer(seen, "bri", -100, 100) or 0,
         contrast=_integer(seen, "con", -100, 100) or 0,
         gray=gray_raw in ("1", "true"),
         watermark=_watermark(seen.get("wm")),
+        animated=_choice(seen, "anim", Animated, Animated.KEEP, {"first": "first-frame"}),
         format_in_path=path_format is not None,
     )
 
@@ -256,6 +306,7 @@ def _num(value: float) -> str:
 
 _INT = re.compile(r"^-?(0|[1-9][0-9]{0,5})$")
 _DEC = re.compile(r"^-?(0|[1-9][0-9]{0,5})(\.[0-9]{1,3})?$")
+_COLOUR = re.compile(r"^[0-9a-f]{6}([0-9a-f]{2})?$")
 
 
 def _integer(seen: dict[str, str], name: str, low: int, high: int) -> int | None:
@@ -293,6 +344,50 @@ def _choice(
     except ValueError:
         allowed = ", ".join(m.value for m in enum if m.value != "fp")
         raise BadOption(name, f"one of {allowed}", raw) from None
+
+
+def _format(raw: str | None) -> ImageFormat | None:
+    if raw is None or raw == "auto":
+        return None
+    try:
+        fmt = ImageFormat({"jpg": "jpeg"}.get(raw, raw))
+    except ValueError:
+        fmt = None
+    if fmt is None or fmt not in OUTPUT_FORMATS:
+        raise BadOption("format", f"one of auto, {output_format_names()}", raw)
+    return fmt
+
+
+def _quality(raw: str | None) -> Quality:
+    if raw is None:
+        return None
+    if raw == AUTO:
+        return AUTO
+    if not _INT.match(raw) or not 1 <= int(raw) <= 100:
+        raise BadOption("q", f"an integer from 1 to 100, or {AUTO}", raw)
+    return int(raw)
+
+
+def _colour(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    text = raw.lower().removeprefix("#")
+    if not _COLOUR.match(text):
+        raise BadOption("bg", "a colour as rrggbb or rrggbbaa (hex)", raw)
+    return text
+
+
+def _region(raw: str | None) -> Region | None:
+    if raw is None:
+        return None
+    expected = "left,top,width,height in source pixels (integers; width and height at least 1)"
+    parts = raw.split(",")
+    if len(parts) != 4 or not all(_INT.match(p) for p in parts):
+        raise BadOption("region", expected, raw)
+    left, top, width, height = (int(p) for p in parts)
+    if left < 0 or top < 0 or width < 1 or height < 1:
+        raise BadOption("region", expected, raw)
+    return Region(left, top, width, height)
 
 
 def _focal(seen: dict[str, str]) -> tuple[float, float] | None:
@@ -334,15 +429,15 @@ def _watermark(raw: str | None) -> Watermark | None:
     return Watermark(parts[0], position, opacity)
 
 
-def format_from_extension(ext: str) -> OutputFormat:
+def format_from_extension(ext: str) -> ImageFormat:
     """The format an extension in the render path names (``.webp``, ``.jpg``...)."""
-    aliases = {"jpg": "jpeg"}
     try:
-        fmt = OutputFormat(aliases.get(ext.lower(), ext.lower()))
-    except ValueError:
-        fmt = OutputFormat.AUTO
-    if fmt is OutputFormat.AUTO:
-        raise BadOption("format", "a path extension of .webp, .avif, .jpg, .jpeg or .png", ext)
+        fmt = _format(ext.lower())
+    except BadOption:
+        fmt = None
+    if fmt is None:
+        names = ", ".join(f".{f.extension}" for f in sorted(OUTPUT_FORMATS))
+        raise BadOption("format", f"a path extension of {names} or .jpeg", ext)
     return fmt
 
 
@@ -363,7 +458,7 @@ class RenderConfig:
     intermediate: bool = True
 
 
-def split_render_path(path: str) -> tuple[str, OutputFormat | None]:
+def split_render_path(path: str) -> tuple[str, ImageFormat | None]:
     """``/v1/render/ID`` or ``/v1/render/ID.EXT`` to the id and the extension's format."""
     prefix = "/v1/render/"
     if not path.startswith(prefix) or "/" in path[len(prefix) :]:

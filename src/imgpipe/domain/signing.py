@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from imgpipe.domain.errors import BadSignature, Expired
+from imgpipe.domain.media import ImageFormat
 from imgpipe.domain.render_options import (
-    OutputFormat,
     RenderOptions,
     parse_options,
     split_render_path,
@@ -109,7 +109,7 @@ def authorise_render(
     keys: Sequence[bytes],
     path: str,
     pairs: Sequence[tuple[str, str]],
-    path_format: OutputFormat | None,
+    path_format: ImageFormat | None,
     now: float,
 ) -> RenderOptions:
     """The options of a signed render request, or BadSignature / Expired / BadOption.

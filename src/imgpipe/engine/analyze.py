@@ -1,7 +1,9 @@
-"""Facts about an image for its resource: sanitised EXIF, dominant colours, BlurHash, pHash.
+"""Facts about an image for its resource: sanitised EXIF, palette, BlurHash, ThumbHash,
+pHash and a quality score.
 
-Computed from a tiny copy of the already decoded pixels (at most 64 px on the long side)
-plus the header, so analysis costs no extra decode.
+Computed from small copies of the already decoded pixels (64 px on the long side for
+colours and BlurHash, 100 px for ThumbHash, 512 px for the quality measures) plus the
+header, so analysis costs no extra decode.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ import numpy as np
 import pyvips
 
 from imgpipe.domain.media import ImageFormat
+from imgpipe.engine import quality
 from imgpipe.engine.loaders import load_header
+from imgpipe.engine.palette import palette
+from imgpipe.engine.placeholders import thumbhash
 
 # EXIF fields safe to show: camera and exposure facts. GPS (IFD3), maker notes, serial
 # numbers, owner names and thumbnails are never copied.
@@ -54,34 +59,57 @@ def sanitised_exif(header: Any) -> dict[str, str]:
 
 
 def analyze_pixels(image: Any) -> dict[str, Any]:
-    """Dominant colours, BlurHash and pHash of an 8-bit sRGB image (any size)."""
-    small = image.thumbnail_image(64, height=64)
+    """Palette, BlurHash, ThumbHash, pHash and pixel quality of an 8-bit sRGB image.
+
+    ``quality`` here holds the pixel measures only; ``file_facts`` adds the JPEG quality
+    and the score once the file's header has been read."""
+    # The smaller copies come from the 512 px one: shrinking 512 px costs a tenth of
+    # shrinking the base again.
+    mid = _shrunk(image, quality.ANALYSIS_SIZE).copy_memory()
+    rgb = _rgb_array(_shrunk(mid, 64))
+    swatches = palette(rgb)
+    measures = quality.measure_pixels(_rgb_array(mid))
+    return {
+        "dominant_colors": [s.hex for s in swatches],
+        "palette": [{"hex": s.hex, "share": s.share} for s in swatches],
+        "blurhash": blurhash(rgb),
+        "thumbhash": thumbhash(_rgba_array(_shrunk(mid, 100))),
+        "phash": phash(image),
+        "quality": quality.quality_summary(measures, None),
+    }
+
+
+def _shrunk(image: Any, longest: int) -> Any:
+    # Never enlarged: an upscaled icon would be measured as blurry, and its colours as
+    # the interpolation's blends.
+    return image.thumbnail_image(longest, height=longest, size="down")
+
+
+def _rgb_array(small: Any) -> np.ndarray:
     if small.hasalpha():
         small = small.flatten(background=[255, 255, 255])
     small = small.extract_band(0, n=3) if small.bands >= 3 else small.bandjoin([small, small])
-    rgb = np.ndarray(
+    return np.ndarray(
         buffer=small.cast("uchar").write_to_memory(),
         dtype=np.uint8,
         shape=(small.height, small.width, 3),
     )
-    return {
-        "dominant_colors": dominant_colors(rgb),
-        "blurhash": blurhash(rgb),
-        "phash": phash(image),
-    }
+
+
+def _rgba_array(small: Any) -> np.ndarray:
+    """RGBA with straight (not premultiplied) alpha, as ThumbHash expects."""
+    alpha = small.extract_band(small.bands - 1) if small.hasalpha() else None
+    colour = small.extract_band(0, n=small.bands - 1) if alpha is not None else small
+    colour = colour.extract_band(0, n=3) if colour.bands >= 3 else colour.bandjoin([colour] * 2)
+    rgba = colour.bandjoin(alpha if alpha is not None else 255).cast("uchar")
+    return np.ndarray(
+        buffer=rgba.write_to_memory(), dtype=np.uint8, shape=(rgba.height, rgba.width, 4)
+    )
 
 
 def dominant_colors(rgb: np.ndarray, count: int = 5) -> list[str]:
-    """The most common colours after quantising to 4 bits a channel, as #rrggbb."""
-    quantised = (rgb.reshape(-1, 3) >> 4).astype(np.int32)
-    codes = quantised[:, 0] << 8 | quantised[:, 1] << 4 | quantised[:, 2]
-    values, counts = np.unique(codes, return_counts=True)
-    order = np.lexsort((values, -counts))[:count]  # ties broken by value: deterministic
-    colours = []
-    for code in values[order]:
-        r, g, b = (int(code) >> 8 & 15), (int(code) >> 4 & 15), (int(code) & 15)
-        colours.append(f"#{r * 17:02x}{g * 17:02x}{b * 17:02x}")
-    return colours
+    """The palette's colours, largest share first, as #rrggbb."""
+    return [s.hex for s in palette(rgb, count)]
 
 
 def phash(image: Any) -> str:
@@ -142,6 +170,24 @@ def _sign_pow(value: float, exp: float) -> float:
 
 def _b83(value: int, length: int) -> str:
     return "".join(_BLURHASH_CHARS[(value // 83 ** (length - i - 1)) % 83] for i in range(length))
+
+
+def file_facts(path: Path, fmt: ImageFormat, analysis: dict[str, Any]) -> dict[str, Any]:
+    """What the file's header adds to the pixel analysis: sanitised EXIF and, for a JPEG,
+    the encoder's quality, which then enters the quality score."""
+    facts: dict[str, Any] = {"exif": file_exif(path, fmt)}
+    measured = analysis.get("quality")
+    if isinstance(measured, dict):
+        jpeg = quality.jpeg_quality(path) if fmt is ImageFormat.JPEG else None
+        pixels = quality.PixelQuality(
+            sharpness=measured["sharpness"],
+            exposure=measured["exposure"],
+            clipped_highlights=measured["clipped_highlights"],
+            clipped_shadows=measured["clipped_shadows"],
+            noise=measured["noise"],
+        )
+        facts["quality"] = quality.quality_summary(pixels, jpeg)
+    return facts
 
 
 def file_exif(path: Path, fmt: ImageFormat) -> dict[str, str]:

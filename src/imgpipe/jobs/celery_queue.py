@@ -23,7 +23,9 @@ from imgpipe.jobs.queue import ProcessHandler, WebhookHandler
 
 PROCESS_TASK = "imgpipe.process_image"
 WEBHOOK_TASK = "imgpipe.deliver_webhook"
-EMBEDDED_BROKER = "memory://"
+# kombu's in-process transport. It needs no host, but kombu warns "No hostname was
+# supplied" at every start for a URL without one: name one, and say nothing false.
+EMBEDDED_BROKER = "memory://localhost/"
 
 
 @dataclass(frozen=True, slots=True)

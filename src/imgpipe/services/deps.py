@@ -69,4 +69,5 @@ class ServiceDeps:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     render: RenderConfig = field(default_factory=RenderConfig)
     jobs: JobSettings = field(default_factory=JobSettings)
-    api_base_url: str = ""  # API_BASE_URL; empty: the request's own address
+    # API_BASE_URL, without a trailing slash; empty: URLs follow each request's Host.
+    api_base_url: str = ""

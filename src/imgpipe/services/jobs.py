@@ -217,6 +217,7 @@ def settle(
             _dead_letter(session, image, exhausted, first_error, now)
         if metadata:
             image.image_metadata = dict(metadata)
+            repo.set_phash(image, metadata.get("phash"))
         image.lease_owner = None
         image.due_at = now + timedelta(seconds=min(delays)) if delays else None
         status = repo.refresh_status(image, now)

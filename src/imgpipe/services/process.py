@@ -63,6 +63,7 @@ def _render(
                 list(claim.specs.values()),
                 Deadline(deps.process_timeout_s),
                 keep_render_source=deps.render.intermediate,
+                watermarks_dir=deps.render.watermarks_dir,
             )
         return dict(result.outcomes), dict(result.analysis), result.render_source
     except ImgpipeError as exc:

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from imgpipe.db import repo
-from imgpipe.domain.errors import NotFound, NotReady
+from imgpipe.domain.errors import BadRequest, NotFound, NotReady
+from imgpipe.domain.ids import is_image_id
 from imgpipe.domain.media import ImageFormat
 from imgpipe.domain.states import VariantStatus
 from imgpipe.services.deps import ServiceDeps
@@ -31,6 +32,12 @@ def get_image(deps: ServiceDeps, image_id: str, owner: str) -> ImageView:
 
 
 def list_images(deps: ServiceDeps, owner: str, limit: int, cursor: str | None) -> ImagePage:
+    # A cursor is the last id of the previous page. Anything else would compare as a
+    # string and quietly give the whole list or none of it: say so instead.
+    if cursor is not None and not is_image_id(cursor):
+        raise BadRequest(
+            f"cursor must be the next_cursor of a previous page (an image id); got {cursor!r}."
+        )
     with deps.read_sessions() as session:
         rows = repo.list_images(session, owner, limit + 1, cursor)
         items = [image_view(r) for r in rows[:limit]]

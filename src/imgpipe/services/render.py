@@ -37,18 +37,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from imgpipe.db.schema import ImageRow
 from imgpipe.domain.errors import ImgpipeError, NotFound
 from imgpipe.domain.media import ImageFormat, ProbeResult
-from imgpipe.domain.render_options import (
-    BadOption,
-    OutputFormat,
-    RenderOptions,
-    parse_options,
-)
+from imgpipe.domain.render_options import BadOption, RenderOptions, parse_options
 from imgpipe.domain.signing import authorise_render
 from imgpipe.domain.states import ImageStatus
 from imgpipe.engine import render_source
 from imgpipe.engine.deadline import Deadline
+from imgpipe.engine.plan import Plan, plan
 from imgpipe.engine.probe import probe
-from imgpipe.engine.render import RenderGeometry, decode_size, plan_render, render
+from imgpipe.engine.render import render
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.storage import keys
 
@@ -76,7 +72,7 @@ class RenderRequest:
     image_id: str
     path: str  # the request path as signed: /v1/render/ID[.EXT]
     pairs: Sequence[tuple[str, str]]  # the query, decoded, in the order it came
-    path_format: OutputFormat | None
+    path_format: ImageFormat | None
     accept: str
     if_none_match: str | None = None
 
@@ -142,7 +138,7 @@ def authorise(
     source_tag = f"source-v{render_source.SOURCE_VERSION}" if deps.render.intermediate else ""
     digest = options.cache_digest(negotiated, watermark_digest + source_tag)
     etag = f'"{sha256[:16]}-{digest}"'
-    vary = options.format is OutputFormat.AUTO
+    vary = options.format is None
     if request.if_none_match and etag in _etags(request.if_none_match):
         RENDERS.labels("not_modified").inc()
         return RenderResponse(etag, vary, not_modified=True)
@@ -179,7 +175,7 @@ def _authorised_options(
 
 
 def _negotiate(options: RenderOptions, accept: str) -> str:
-    if options.format is not OutputFormat.AUTO:
+    if options.format is not None:
         return options.format.value
     accepted = _accepted_types(accept)
     for candidate in ("avif", "webp"):
@@ -265,15 +261,11 @@ def _render_and_store(deps: ServiceDeps, target: RenderTarget) -> bytes:
             # The original no longer passes validation (a limit was lowered, or it was
             # refused later): it is not served in any form.
             raise NotFound("This image cannot be rendered.") from exc
-        geometry = plan_render(facts.upright_size, options)
-        width, height = geometry.output
+        planned = plan(options, facts.upright_size)
+        width, height = planned.output
         if width * height > deps.render.max_output_pixels:
-            raise BadOption(
-                "w" if options.width else "h",
-                f"a size whose output has at most {deps.render.max_output_pixels} pixels",
-                f"{width}x{height}",
-            )
-        source_size = _source_to_read(deps, facts, geometry, options)
+            raise _too_large(options, (width, height), deps.render.max_output_pixels)
+        source_size = _source_to_read(deps, facts, planned)
         with _SLOTS.slot(deps.render.max_in_flight), contextlib.ExitStack() as stack:
             pixels_path, pixels_facts = path, facts
             if source_size is not None:
@@ -287,8 +279,8 @@ def _render_and_store(deps: ServiceDeps, target: RenderTarget) -> bytes:
                 target.format,
                 target.watermark_path,
                 Deadline(deps.process_timeout_s),
-                geometry=geometry,
-                fast_shrink=source_size is None,
+                planned=planned,
+                render_source=source_size is not None,
             )
     deps.store.put_bytes(target.key, rendered.data)
     RENDERS_FROM.labels("original" if source_size is None else "source").inc()
@@ -296,14 +288,12 @@ def _render_and_store(deps: ServiceDeps, target: RenderTarget) -> bytes:
     return rendered.data
 
 
-def _source_to_read(
-    deps: ServiceDeps, facts: ProbeResult, geometry: RenderGeometry, options: RenderOptions
-) -> tuple[int, int] | None:
+def _source_to_read(deps: ServiceDeps, facts: ProbeResult, planned: Plan) -> tuple[int, int] | None:
     """The size of the render source this render reads, or None: it reads the original."""
     if not deps.render.intermediate:
         return None
     size = render_source.source_size(facts)
-    if size is None or not render_source.serves(size, decode_size(geometry, options)):
+    if size is None or not render_source.serves(size, planned.decode):
         return None
     return size
 
@@ -356,6 +346,21 @@ def _media_type(data: bytes) -> str:
 # --- watermarks -------------------------------------------------------------------------
 
 _WATERMARK_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _too_large(options: RenderOptions, output: tuple[int, int], limit: int) -> BadOption:
+    """Name what the caller asked for (w=8000), and why it is too much: the output
+    size comes from the image, which the caller may not know (never upscaled, so w=8000
+    on a 6000x4000 photo makes 6000x4000)."""
+    asked = {"w": options.width, "h": options.height}
+    given = {name: value for name, value in asked.items() if value is not None}
+    width, height = output
+    return BadOption(
+        "w" if options.width is not None or options.height is None else "h",
+        f"a size whose output has at most {limit} pixels (RENDER_MAX_PIXELS); "
+        f"this image would come out {width}x{height}",
+        "&".join(f"{name}={value}" for name, value in given.items()) or None,
+    )
 
 
 def _watermark(deps: ServiceDeps, options: RenderOptions) -> tuple[Path | None, str]:

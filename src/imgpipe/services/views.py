@@ -72,8 +72,11 @@ def image_view(row: ImageRow) -> ImageView:
         metadata={
             "exif": metadata.get("exif", {}),
             "dominant_colors": metadata.get("dominant_colors", []),
+            "palette": metadata.get("palette", []),
             "blurhash": metadata.get("blurhash"),
+            "thumbhash": metadata.get("thumbhash"),
             "phash": metadata.get("phash"),
+            "quality": metadata.get("quality"),
         },
         # Moderation is not configured in this release: say so rather than invent scores.
         moderation={"status": "not_configured", "scores": {}},

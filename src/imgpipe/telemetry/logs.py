@@ -14,6 +14,19 @@ from imgpipe.telemetry.context import current_image_id
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The structured fields of a record: its image id (passed in or from the context of
+    the work) and whatever else was passed in ``extra=``."""
+    fields: dict[str, Any] = {}
+    image_id = getattr(record, "image_id", None) or current_image_id.get()
+    if image_id:
+        fields["image_id"] = image_id
+    for key, value in vars(record).items():
+        if key not in _STANDARD and key not in fields:
+            fields[key] = value if isinstance(value, (str, int, float, bool)) else str(value)
+    return fields
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -22,23 +35,37 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        image_id = getattr(record, "image_id", None) or current_image_id.get()
-        if image_id:
-            entry["image_id"] = image_id
-        for key, value in vars(record).items():
-            if key not in _STANDARD and key not in entry:
-                entry[key] = value if isinstance(value, (str, int, float, bool)) else str(value)
+        for key, value in _fields(record).items():
+            entry.setdefault(key, value)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
 
 
+class TextFormatter(logging.Formatter):
+    """One line for a person, with the same fields as the JSON lines as ``key=value``
+    after the message (quoted where a value has spaces), so ``grep image_id=img_...``
+    follows an image through the text log too."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        pairs = [f"{key}={_text_value(value)}" for key, value in _fields(record).items()]
+        return " ".join([line, *pairs])
+
+
+def _text_value(value: Any) -> str:
+    text = str(value)
+    if not text or any(c.isspace() or c in '"=' for c in text):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

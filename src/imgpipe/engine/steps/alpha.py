@@ -1,4 +1,4 @@
-"""Alpha: kept for WebP, AVIF and PNG; flattened onto white for JPEG."""
+"""Alpha: kept for WebP, AVIF and PNG; flattened for JPEG (onto white, or ``bg``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ from typing import Any
 from imgpipe.domain.media import ImageFormat
 
 
-def prepare_alpha(image: Any, fmt: ImageFormat) -> Any:
+def prepare_alpha(image: Any, fmt: ImageFormat, colour: str | None = None) -> Any:
     if fmt is ImageFormat.JPEG and image.hasalpha():
-        return image.flatten(background=[255, 255, 255]).cast("uchar")
+        rgb = [255, 255, 255] if colour is None else [int(colour[i : i + 2], 16) for i in (0, 2, 4)]
+        return image.flatten(background=rgb).cast("uchar")
     return image
+
+
+def visible_alpha(image: Any) -> bool:
+    """Whether some pixel is not fully opaque."""
+    return bool(image.hasalpha() and image.extract_band(image.bands - 1).min() < 255)

@@ -43,8 +43,8 @@ def decode(
     all_frames: bool,
     fast_shrink: bool = False,
 ) -> Any:
-    """The upright image at exactly ``size`` (per frame), 8-bit sRGB, alpha kept, decoded
-    into memory.
+    """The upright image at exactly ``size`` (per frame), 8-bit sRGB, alpha kept; a still
+    is decoded into memory.
 
     Decoded here, not lazily by the caller, so that whatever the decoder meets in the
     pixel data (a cut scan, a bad code word in a fax TIFF, a decoder's own exception) is
@@ -102,7 +102,11 @@ def _decode(
         if needs_colour_transform(full):
             options.update(export_profile="srgb", intent="perceptual")
         image = full.thumbnail_image(width, **options)
-    return to_srgb8(image).copy_memory()
+    image = to_srgb8(image)
+    # A still is materialised here, inside the error mapping. All frames of an animation
+    # would be frames x width x height x 4 bytes at once (960 MB for 500 at 800x600), so
+    # they stay a lazy pipeline the encoder streams; its errors reach the pipeline's guard.
+    return image if all_frames else image.copy_memory()
 
 
 def jpeg_shrink(probe: ProbeResult, size: tuple[int, int]) -> int:
