@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IMGPIPE_", case_sensitive=False, extra="ignore")
 
     database_url: str = "sqlite:///./imgpipe-data/imgpipe.db"
+    # A PostgreSQL statement, ping or commit taking longer ends its connection: 503
+    # database_unavailable instead of a request held by a database that stopped answering.
+    # 0: no bound.
+    database_timeout_s: float = Field(default=30.0, ge=0)
     storage_url: str = "file://./imgpipe-data/objects"
     broker_url: str = ""
     # Any S3-compatible store (MinIO, R2, Ceph); empty means AWS. Credentials come from the

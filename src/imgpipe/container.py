@@ -160,7 +160,7 @@ def build(settings: Settings) -> Container:
         if settings.profiles_file
         else ProfileSet.builtin()
     )
-    db_engine = make_engine(settings.database_url)
+    db_engine = make_engine(settings.database_url, settings.database_timeout_s or None)
     deps_holder: list[ServiceDeps] = []
 
     def handle(message: ProcessImage) -> None:

@@ -70,6 +70,9 @@ class Fault(enum.Enum):
     CORRUPT_DOWN = "corrupt_down"
     CORRUPT_UP = "corrupt_up"
     ANSWER_503 = "answer_503"
+    # Everything is accepted and nothing ever answered, new connections included: a host
+    # that drops packets, seen from a client whose kernel got its data acknowledged.
+    BLACKHOLE = "blackhole"
 
 
 @dataclass
@@ -81,6 +84,7 @@ class ProxyStats:
     drops: int = 0
     corrupted: int = 0
     answered_503: int = 0
+    swallowed: int = 0  # chunks a BLACKHOLE took and never forwarded
     delayed: int = 0
     bytes_up: int = 0
     bytes_down: int = 0
@@ -313,7 +317,7 @@ class FaultProxy:
         key = id(client)
         upstream: socket.socket | None = None
         try:
-            if self._mode is not Fault.ANSWER_503:
+            if self._mode not in (Fault.ANSWER_503, Fault.BLACKHOLE):
                 upstream = socket.create_connection(self.target, timeout=5)
             with self._lock:
                 self._conns[key] = (client, upstream)
@@ -371,6 +375,9 @@ class FaultProxy:
             self._reset_pair(client, upstream)
             self._spend(1 if mode is Fault.RESET else 0)
             return False
+        if mode is Fault.BLACKHOLE:
+            self.stats.swallowed += 1
+            return True
         if mode is Fault.ANSWER_503 and framing.body_left == 0 and not framing.head:
             self._answer_503(client, upstream, data)
             self._spend()
@@ -406,6 +413,9 @@ class FaultProxy:
             self._reset_pair(client, upstream)
             self._spend(1 if mode is Fault.RESET else 0)
             return False
+        if mode is Fault.BLACKHOLE:
+            self.stats.swallowed += 1
+            return True
         if mode is Fault.DROP and not (self.http and _interim(data)):
             client.sendall(data[: len(data) // 2])
             self.stats.drops += 1

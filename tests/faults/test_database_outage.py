@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -106,3 +107,53 @@ def test_only_connection_trouble_becomes_database_unavailable(
             postgres.connect()
     finally:
         postgres.dispose()
+
+
+ROUND_TRIP_TIMEOUT_S = 3.0
+# A request may meet the bound twice (its pooled connection's ping, then a new
+# connection's connect_timeout) plus the watchdog's tick: about 7 s. Three times that.
+BLACKHOLE_ANSWER_BOUND_S = 21.0
+
+
+def test_a_database_that_black_holes_packets_is_503_within_a_bound(
+    scaled_stack: Callable[[dict[str, str]], ImgpipeServer], pg_proxy: FaultProxy
+) -> None:
+    """Packets swallowed, nothing refused or reset: without a bound on each round trip,
+    every request would wait on TCP (hours). db/watchdog.py ends the connection instead."""
+    server = scaled_stack({"IMGPIPE_DATABASE_TIMEOUT_S": str(ROUND_TRIP_TIMEOUT_S)})
+    base = server.base_url
+    with httpx.Client(base_url=base, timeout=120) as client:
+        before = wait_done(client, upload_ok(client, unique_png(7), "before.png")["id"])
+        assert_done(before)
+
+        pg_proxy.set(Fault.BLACKHOLE)
+
+        def timed(method: str, path: str, **kw: object) -> tuple[httpx.Response, float]:
+            sent = time.monotonic()
+            response = httpx.request(method, base + path, timeout=120, **kw)  # type: ignore[arg-type]
+            return response, time.monotonic() - sent
+
+        calls = [("GET", f"/v1/images/{before['id']}", {})] * 6 + [("GET", "/v1/images", {})] * 2
+        calls += [("POST", "/v1/images", {"files": {"file": ("b.png", unique_png(8))}})] * 2
+        with ThreadPoolExecutor(len(calls)) as pool:
+            answers = list(pool.map(lambda call: timed(call[0], call[1], **call[2]), calls))
+        ready, ready_s = timed("GET", "/readyz")
+        slowest = max(seconds for _, seconds in answers)
+        for response, _ in answers:
+            assert_problem(response, 503, "database_unavailable")
+            assert int(response.headers["retry-after"]) > 0
+        assert ready.status_code == 503, ready.text
+        assert slowest < BLACKHOLE_ANSWER_BOUND_S, f"slowest answer {slowest:.1f}s"
+        assert ready_s < BLACKHOLE_ANSWER_BOUND_S, f"/readyz took {ready_s:.1f}s"
+
+        pg_proxy.set(Fault.PASS)
+        back = time.monotonic()
+        poll("/readyz after the black hole", lambda: client.get("/readyz").status_code == 200)
+        recovered_s = time.monotonic() - back
+        after = upload_ok(client, unique_png(9), "after.png")
+        assert_done(wait_done(client, after["id"], timeout=90))
+    print(
+        f"\nFIGURES database black hole: {len(answers)} concurrent requests all 503 "
+        f"database_unavailable, slowest {slowest:.1f}s (bound {ROUND_TRIP_TIMEOUT_S:.0f}s a "
+        f"round trip), /readyz 503 in {ready_s:.1f}s; ready {recovered_s:.1f}s after it ended"
+    )

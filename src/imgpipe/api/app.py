@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from imgpipe import __version__
 from imgpipe.api import (
     auth,
+    openapi,
     problems,
     routes_admin,
     routes_docs,
@@ -47,4 +48,5 @@ def create_app(deps: ServiceDeps) -> FastAPI:
     app.include_router(render_router)
     app.include_router(render_url_router)
     app.include_router(routes_web.router)
+    openapi.install(app)
     return app

@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 from imgpipe.domain.errors import DatabaseUnavailable, ImgpipeError
 
@@ -72,9 +74,26 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    # Keep the framework's headers: a 405 must say which methods are allowed (Allow).
-    headers = dict(exc.headers) if exc.headers else None
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # RFC 9110 15.5.6: a 405 lists the methods the resource does support. Starlette
+        # names only the first route it matched, so every route on this path is asked.
+        headers["Allow"] = allowed_methods(request)
     return problem_response(exc.status_code, code, str(exc.detail), str(exc.detail), headers)
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> str:
+    """The methods some route answers on this path, asked the way the router asks (so
+    routers included with a prefix are searched too)."""
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -85,6 +104,23 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     ]
     detail = "; ".join(f"{e['parameter']}: {e['message']}" for e in errors)
     return problem_response(400, "bad_request", "The request is not valid", detail, errors=errors)
+
+
+# nginx's "client closed request": not an HTTP status anyone receives (the client is
+# gone), only what the access log and /metrics record, so aborts are not counted as 500s.
+CLIENT_CLOSED_REQUEST = 499
+
+
+async def _client_disconnect(request: Request, exc: Exception) -> JSONResponse:
+    """The client went away mid-request (a cancelled or dropped upload): its doing, not
+    an error of ours. Whatever it had sent was already discarded by the route."""
+    log.info("client closed the connection mid-request: %s %s", request.method, request.url.path)
+    return problem_response(
+        CLIENT_CLOSED_REQUEST,
+        "client_closed_request",
+        "Client closed the request",
+        "The connection was closed before the request body arrived whole.",
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -100,4 +136,5 @@ def install(app: FastAPI) -> None:
         app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnect)
     app.add_exception_handler(Exception, _unexpected)

@@ -39,10 +39,36 @@ def check(request: Request, deps: ServiceDeps, principal: Principal) -> None:
         raise RateLimited(_explain(kind, rate, decision.retry_after_s), headers)
 
 
+def check_keyless(request: Request, deps: ServiceDeps) -> None:
+    """Rate-limit a request that authorises itself (a signed render or upload URL) by the
+    client's address: it has no key to count against, and without a bucket a forger could
+    make us compute HMACs (and look up images) as fast as the network allows.
+
+    Behind a proxy the address is the proxy's unless the server trusts its
+    ``X-Forwarded-For`` (uvicorn's ``--forwarded-allow-ips``).
+    """
+    access = deps.access
+    rate = access.request_rate
+    address = request.client.host if request.client else "unknown"
+    decision = access.limiter.hit(f"address:{address}", rate)
+    headers = decision.headers(rate)
+    request.state.ratelimit_headers = headers
+    if not decision.allowed:
+        raise RateLimited(
+            f"This address may make {rate.tokens} request(s) without a key per "
+            f"{_unit(rate)}; retry in {decision.retry_after_s} s.",
+            headers,
+        )
+
+
+def _unit(rate: Rate) -> str:
+    return {1.0: "second", 60.0: "minute", 3600.0: "hour"}.get(rate.period_s, "period")
+
+
 def _explain(kind: str, rate: Rate, retry_after: int) -> str:
-    unit = {1.0: "second", 60.0: "minute", 3600.0: "hour"}.get(rate.period_s, "period")
     return (
-        f"This key may make {rate.tokens} {kind[:-1]} call(s) per {unit}; retry in {retry_after} s."
+        f"This key may make {rate.tokens} {kind[:-1]} call(s) per {_unit(rate)}; "
+        f"retry in {retry_after} s."
     )
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from imgpipe.api.deps import (
     current_owner,
@@ -38,6 +39,10 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 # nosniff stops a browser from reading it as anything but its type, and a sandbox CSP
 # keeps any script in it from running with this origin, even opened as a document.
 ORIGINAL_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
+# A response that needed a key must not be stored by a shared cache (RFC 9111 3.5: a
+# cache may reuse a response to a request with Authorization when it is `public`), or it
+# would hand it to anyone asking for the same URL without a key.
+PRIVATE_IMMUTABLE = "private, max-age=31536000, immutable"
 
 _UPLOAD_DOC = {
     "requestBody": {
@@ -104,6 +109,9 @@ async def upload_image(
     except ImgpipeError as exc:
         metrics.UPLOADS.labels("rejected", exc.code).inc()
         raise
+    except ClientDisconnect:
+        metrics.UPLOADS.labels("aborted", "client_closed_request").inc()
+        raise
     response.headers["Location"] = location_of(request, f"/v1/images/{view.id}")
     return ImageOut.of(view)
 
@@ -141,9 +149,11 @@ def similar_images(
 
 
 @router.get("/{image_id}/variants/{name}", response_class=Response)
-def get_variant(image_id: str, name: str, request: Request, deps: Deps, owner: Owner) -> Response:
-    stored = queries.open_variant(deps, image_id, owner, name)
-    return _bytes_response(stored, request, IMMUTABLE)
+def get_variant(image_id: str, name: str, request: Request, deps: Deps, caller: Caller) -> Response:
+    stored = queries.open_variant(deps, image_id, caller.owner, name)
+    # Public only in single-user mode, where no key exists and none was needed.
+    cache_control = PRIVATE_IMMUTABLE if caller.key_id is not None else IMMUTABLE
+    return _bytes_response(stored, request, cache_control)
 
 
 @router.get("/{image_id}/original", response_class=Response)

@@ -16,6 +16,7 @@ import anyio
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from imgpipe.api import ratelimit
 from imgpipe.api.deps import current_owner, current_principal, service_deps
 from imgpipe.domain.render_options import split_render_path
 from imgpipe.domain.signing import RENDER_PATH_PREFIX
@@ -36,11 +37,14 @@ def render_owner(request: Request) -> str | None:
     """
     signed = "sig=" in request.scope.get("query_string", b"").decode("latin-1")
     if signed and "authorization" not in request.headers:
+        ratelimit.check_keyless(request, service_deps(request))
         return None
     return current_owner(current_principal(request))
 
 
 IMMUTABLE = "public, max-age=31536000, immutable"
+# An unsigned render made with a key (RENDER_UNSIGNED) needed that key: no shared cache.
+PRIVATE_IMMUTABLE = "private, max-age=31536000, immutable"
 
 _OPTIONS_DOC = (
     "Options (docs/render.md): w, h, fit (inside, cover, contain, fill), crop (centre, "
@@ -135,7 +139,10 @@ async def render_image(name: str, request: Request) -> Response:
     found = await LOOKUPS.run(request, render_request)
     if isinstance(found, render.RenderTarget):  # a miss: render on the shared pool
         found = await run_in_threadpool(render.make, service_deps(request), found)
-    headers = {"ETag": found.etag, "Cache-Control": IMMUTABLE}
+    # A signed URL authorises itself (whoever holds it may have the render), so a CDN may
+    # keep it for everyone; anything else that came with a key is that key's.
+    keyed = "sig=" not in query and "authorization" in request.headers
+    headers = {"ETag": found.etag, "Cache-Control": PRIVATE_IMMUTABLE if keyed else IMMUTABLE}
     if found.vary_accept:
         headers["Vary"] = "Accept"
     if found.not_modified:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from imgpipe.api import ratelimit
 from imgpipe.api.deps import (
     api_base_url,
     current_owner,
@@ -74,6 +75,7 @@ async def receive_upload_content(
     sig: Annotated[str, Query(max_length=200)],
 ) -> Response:
     """The signed upload URL on local storage: the raw file as the request body."""
+    ratelimit.check_keyless(request, deps)
     direct.check_upload_signature(deps, image_id, exp, sig)
     staged = await receive_body(
         request.headers.get("content-length"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, union, update
+from sqlalchemy import func, or_, select, union, update
 from sqlalchemy.orm import Session
 
 from imgpipe.db.schema import (
@@ -22,10 +22,11 @@ from imgpipe.domain.states import ImageStatus, VariantStatus, rollup
 
 
 def get_image(session: Session, image_id: str, owner: str) -> ImageRow | None:
-    row = session.get(ImageRow, image_id)
-    if row is None or row.owner != owner:
-        return None
-    return row
+    """The owner's image, or None. One statement filters on both columns, so another
+    owner's image and a missing one take the same path (no row, no variants loaded) and
+    the same time: the answer's timing does not tell which ids exist."""
+    query = select(ImageRow).where(ImageRow.id == image_id, ImageRow.owner == owner)
+    return session.scalars(query).one_or_none()
 
 
 def get_image_any_owner(session: Session, image_id: str) -> ImageRow | None:
@@ -81,6 +82,25 @@ def variant_by_name(image: ImageRow, name: str) -> VariantRow | None:
 
 def image_ids_with_sha(session: Session, sha256: str) -> list[str]:
     return list(session.scalars(select(ImageRow.id).where(ImageRow.sha256 == sha256)))
+
+
+def claim_upload(session: Session, upload_id: str, now: datetime, stale_before: datetime) -> bool:
+    """Mark a direct upload as being completed by this caller: one conditional UPDATE, so
+    of concurrent callers exactly one wins. A claim older than ``stale_before`` (its caller
+    died) may be taken over."""
+    result = session.execute(
+        update(UploadRow)
+        .where(
+            UploadRow.id == upload_id,
+            or_(UploadRow.completed_at.is_(None), UploadRow.completed_at < stale_before),
+        )
+        .values(completed_at=now)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def release_upload(session: Session, upload_id: str) -> None:
+    session.execute(update(UploadRow).where(UploadRow.id == upload_id).values(completed_at=None))
 
 
 def count_images(session: Session, owner: str) -> int:

@@ -9,10 +9,14 @@ from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from imgpipe.db import watchdog
 from imgpipe.domain.errors import DatabaseUnavailable
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, round_trip_timeout_s: float | None = None) -> Engine:
+    """``round_trip_timeout_s``: PostgreSQL statements, pings and commits that take longer
+    end their connection (db/watchdog.py): a database that stops answering is then a 503
+    within that time instead of a request that hangs. None: no bound (migrations)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -22,7 +26,10 @@ def make_engine(url: str) -> Engine:
         # only after TCP's own timeouts (hours): bound both, so an unreachable database
         # becomes a 503 and a failed job attempt instead of a hung request or worker.
         connect_args = {
-            "connect_timeout": 10,
+            "connect_timeout": max(2, round(min(10.0, round_trip_timeout_s or 10.0))),
+            # Data left unacknowledged this long (ms) ends the connection: a peer that
+            # drops packets is noticed in seconds, not after TCP's ~15 minutes of retries.
+            "tcp_user_timeout": 10_000,
             "keepalives": 1,
             "keepalives_idle": 30,
             "keepalives_interval": 10,
@@ -31,6 +38,8 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(
             url, pool_pre_ping=True, pool_size=5, max_overflow=10, connect_args=connect_args
         )
+        if round_trip_timeout_s:
+            watchdog.install(engine, round_trip_timeout_s)
     event.listen(engine, "handle_error", _connection_errors)
     return engine
 

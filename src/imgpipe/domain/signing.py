@@ -18,12 +18,18 @@ from imgpipe.domain.render_options import (
 
 
 def sign(key: bytes, message: str) -> str:
-    digest = hmac.new(key, message.encode(), hashlib.sha256).digest()
+    digest = hmac.new(key, message.encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def verify(key: bytes, message: str, signature: str) -> bool:
-    return hmac.compare_digest(sign(key, message), signature)
+    """Constant-time comparison; any text at all is a valid (non-matching) signature.
+
+    Compared as bytes: ``hmac.compare_digest`` raises TypeError on a str that is not
+    ASCII, and a forged ``sig`` is exactly where such text arrives.
+    """
+    given = signature.encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(sign(key, message).encode(), given)
 
 
 # --- render URLs ------------------------------------------------------------------------

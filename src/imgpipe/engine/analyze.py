@@ -202,6 +202,8 @@ def file_exif(path: Path, fmt: ImageFormat) -> dict[str, str]:
             if loader
             else load_header(path, fmt)
         )
-    except pyvips.Error:
+        # Metadata is a courtesy: malformed EXIF in a hostile file must not fail an image
+        # whose pixels decode, nor escape as an error imgpipe has no name for.
+        return sanitised_exif(header)
+    except Exception:
         return {}
-    return sanitised_exif(header)

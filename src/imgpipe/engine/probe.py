@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pyvips
 
-from imgpipe.domain.errors import CorruptImage, TooManyFrames, TooManyPixels, UnsupportedType
+from imgpipe.domain.errors import (
+    CorruptImage,
+    ImgpipeError,
+    TooManyFrames,
+    TooManyPixels,
+    UnsupportedType,
+)
 from imgpipe.domain.formats import CAMERA_RAW, FORMATS
 from imgpipe.domain.media import ImageFormat, Limits, ProbeResult
 from imgpipe.engine import loaders
@@ -28,20 +34,28 @@ _ANIMATED_FORMATS = frozenset(f for f, spec in FORMATS.items() if spec.animation
 def probe(path: Path, limits: Limits) -> ProbeResult:
     """Type by magic numbers, completeness by end markers, facts from the header.
 
-    Raises UnsupportedType, CorruptImage, TooManyFrames or TooManyPixels.
+    Raises UnsupportedType, CorruptImage, TooManyFrames or TooManyPixels, and nothing
+    else for anything a file may contain: a decoder's own exception (pi-heif raises
+    IndexError and SyntaxError, Pillow almost anything) is the file's fault, so it is
+    ``corrupt_image``, never a 500.
     """
     fmt = sniff_file(path)
-    check_complete(path, fmt)
-    if fmt is ImageFormat.BMP:
-        result = _probe_bmp(path)
-    elif fmt is ImageFormat.HEIC:
-        result = _probe_heic(path)
-    elif fmt in CAMERA_RAW:
-        result = probe_raw(path, fmt)
-    elif fmt is ImageFormat.JXL:
-        result = probe_jxl(path)
-    else:
-        result = _probe_vips(path, fmt)
+    try:
+        check_complete(path, fmt)
+        if fmt is ImageFormat.BMP:
+            result = _probe_bmp(path)
+        elif fmt is ImageFormat.HEIC:
+            result = _probe_heic(path)
+        elif fmt in CAMERA_RAW:
+            result = probe_raw(path, fmt)
+        elif fmt is ImageFormat.JXL:
+            result = probe_jxl(path)
+        else:
+            result = _probe_vips(path, fmt)
+    except (ImgpipeError, MemoryError):
+        raise
+    except Exception as exc:
+        raise CorruptImage(f"The {fmt.value.upper()} header could not be read.") from exc
     _check_limits(result, limits)
     return result
 
@@ -123,10 +137,10 @@ def _probe_heic(path: Path) -> ProbeResult:
         heif = loaders.open_heif(path)
         width, height = heif.size
         has_alpha = "A" in heif.mode
-    except (ValueError, RuntimeError, OSError) as exc:
-        raise CorruptImage("The HEIC container could not be read.") from exc
     except ImportError as exc:  # pragma: no cover - pi-heif is a core dependency
         raise UnsupportedType("HEIC support is not installed.") from exc
+    except Exception as exc:  # IndexError, SyntaxError ("Unsupported feature"), ValueError...
+        raise CorruptImage("The HEIC container could not be read.") from exc
     # libheif applies the container's rotation and mirror on decode and reports the
     # displayed size, so no EXIF orientation is applied on top.
     return ProbeResult(ImageFormat.HEIC, width, height, has_alpha=has_alpha)

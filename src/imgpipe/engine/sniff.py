@@ -59,9 +59,12 @@ def sniff_format(head: bytes, tiff: TiffFacts | None = None) -> ImageFormat:
 def check_complete(path: Path, fmt: ImageFormat) -> None:
     """Refuse files whose container says they were cut short.
 
-    Only formats with a reliable structure are checked here (JPEG, PNG, WebP); the rest
-    rely on the decoder, which runs with ``fail_on=error`` in the worker. The scans run
-    over a memory map at C speed and never decode pixels.
+    JPEG (end marker after the scan, and enough scan data for the frame it declares),
+    PNG (chunks up to IEND), WebP (RIFF length), HEIC and AVIF (top-level boxes inside
+    the file), TIFF (the first image's strips or tiles inside the file) and GIF (blocks
+    up to the trailer). Any cut these walks cannot see is left to the decoder, which
+    fails on truncated data (docs/reliability.md, "No silent grey"). The scans run over a
+    memory map and never decode pixels.
     """
     size = path.stat().st_size
     if size == 0:
@@ -77,6 +80,12 @@ def check_complete(path: Path, fmt: ImageFormat) -> None:
                 raise CorruptImage(
                     f"The WebP is truncated: its header declares {declared} bytes, {size} arrived."
                 )
+        elif fmt in (ImageFormat.HEIC, ImageFormat.AVIF):
+            _check_boxes(data, fmt)
+        elif fmt is ImageFormat.TIFF:
+            _check_tiff(data)
+        elif fmt is ImageFormat.GIF:
+            _check_gif(data)
 
 
 def _check_jpeg(data: mmap.mmap) -> None:
@@ -86,8 +95,145 @@ def _check_jpeg(data: mmap.mmap) -> None:
     scan = data.find(b"\xff\xda")
     if scan < 0:
         raise CorruptImage("The JPEG is truncated or corrupt: it has no image data.")
-    if data.find(b"\xff\xd9", scan) < 0:
+    end = data.find(b"\xff\xd9", scan)
+    if end < 0:
         raise CorruptImage("The JPEG is truncated: it has no end-of-image marker.")
+    frame = _jpeg_frame(data, scan)
+    if frame is not None:
+        blocks, kind = frame
+        # Huffman coding spends at least one bit on every block's DC coefficient, so the
+        # entropy-coded data cannot be shorter than blocks / 8 bytes. A frame header that
+        # declares far more pixels than its data (a cut scan with an end marker appended,
+        # or a forged size) would otherwise decode as flat grey.
+        if (end - scan) * 8 < blocks:
+            raise CorruptImage(
+                f"The JPEG is truncated: its {kind} frame needs at least {blocks // 8} bytes "
+                f"of image data, it has {end - scan}."
+            )
+
+
+# Start-of-frame markers of Huffman-coded JPEGs (baseline, extended, progressive,
+# lossless); arithmetic coding can spend less than a bit on a block, so it is not checked.
+_HUFFMAN_FRAMES = {0xC0: "baseline", 0xC1: "extended", 0xC2: "progressive"}
+
+
+def _jpeg_frame(data: mmap.mmap, scan: int) -> tuple[int, str] | None:
+    """(8x8 blocks over all components, frame kind) from the SOF segment before ``scan``."""
+    offset = 2
+    while offset + 4 <= scan:
+        if data[offset] != 0xFF:
+            return None
+        marker = data[offset + 1]
+        if marker == 0xFF:  # fill byte
+            offset += 1
+            continue
+        (length,) = struct.unpack_from(">H", data, offset + 2)
+        if marker in _HUFFMAN_FRAMES and offset + 10 <= scan:
+            height, width, count = struct.unpack_from(">HHB", data, offset + 5)
+            comps = [
+                (data[offset + 11 + 3 * i] >> 4, data[offset + 11 + 3 * i] & 0x0F)
+                for i in range(count)
+                if offset + 12 + 3 * i <= scan
+            ]
+            if not comps or not width or not height:
+                return None
+            hmax = max(h for h, _ in comps) or 1
+            vmax = max(v for _, v in comps) or 1
+            blocks = sum(
+                -(-width * h // (8 * hmax)) * -(-height * v // (8 * vmax)) for h, v in comps
+            )
+            return blocks, _HUFFMAN_FRAMES[marker]
+        if 0xC3 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return None  # lossless or arithmetic-coded: no bound we can rely on
+        offset += 2 + length
+    return None
+
+
+def _check_boxes(data: mmap.mmap, fmt: ImageFormat) -> None:
+    # HEIF files are a list of boxes (size, type): a cut anywhere leaves the last box
+    # shorter than it says. libheif decodes what is there of a cut `mdat` and pads the
+    # rest (mostly flat green for HEVC), so this is the only reliable sign.
+    offset, size = 0, len(data)
+    while offset + 8 <= size:
+        length, kind = struct.unpack_from(">I4s", data, offset)
+        if length == 1:
+            if offset + 16 > size:
+                break
+            (length,) = struct.unpack_from(">Q", data, offset + 8)
+        elif length == 0:  # the last box, to the end of the file
+            return
+        if length < 8:
+            raise CorruptImage(f"The {fmt.value.upper()} has a box of impossible size.")
+        if offset + length > size:
+            raise CorruptImage(
+                f"The {fmt.value.upper()} is truncated inside its {kind.decode('latin-1')!r} box."
+            )
+        offset += length
+    if offset != size:
+        raise CorruptImage(f"The {fmt.value.upper()} is truncated inside a box header.")
+
+
+def _check_gif(data: mmap.mmap) -> None:
+    # A GIF cut between two frames decodes cleanly as a shorter animation, so only the
+    # block structure shows it: every block must be whole and the trailer (3B) reached.
+    size = len(data)
+    offset = 13
+    if size >= 13 and data[10] & 0x80:  # global colour table
+        offset += 3 << ((data[10] & 0x07) + 1)
+    while offset < size:
+        kind = data[offset]
+        if kind == 0x3B:
+            return
+        if kind == 0x21:  # extension: label, then data sub-blocks
+            offset += 2
+        elif kind == 0x2C:  # image: descriptor, local colour table, LZW code size
+            if offset + 10 > size:
+                break
+            flags = data[offset + 9]
+            offset += 10 + ((3 << ((flags & 0x07) + 1)) if flags & 0x80 else 0) + 1
+        else:
+            raise CorruptImage(f"The GIF is corrupt: unknown block 0x{kind:02x}.")
+        while offset < size and data[offset]:  # sub-blocks until a zero length
+            offset += data[offset] + 1
+        offset += 1
+    raise CorruptImage("The GIF is truncated: it ends before its trailer.")
+
+
+_TIFF_DATA_TAGS = {273: 279, 324: 325}  # StripOffsets -> StripByteCounts, tile likewise
+_TIFF_TYPE_SIZES = {1: 1, 3: 2, 4: 4, 16: 8}
+
+
+def _check_tiff(data: mmap.mmap) -> None:
+    """The first image's strips (or tiles) must lie inside the file."""
+    size = len(data)
+    endian = "<" if data[:2] == b"II" else ">"
+    try:
+        (ifd,) = struct.unpack_from(endian + "I", data, 4)
+        (count,) = struct.unpack_from(endian + "H", data, ifd)
+        tags: dict[int, list[int]] = {}
+        for i in range(count):
+            tag, kind, n = struct.unpack_from(endian + "HHI", data, ifd + 2 + 12 * i)
+            if tag not in (273, 279, 324, 325) or kind not in (3, 4, 16):
+                continue
+            width = _TIFF_TYPE_SIZES[kind]
+            where = ifd + 2 + 12 * i + 8
+            if n * width > 4:
+                (where,) = struct.unpack_from(endian + "I", data, where)
+            if where + n * width > size:
+                raise CorruptImage("The TIFF is truncated: a directory entry points past its end.")
+            code = {3: "H", 4: "I", 16: "Q"}[kind]
+            tags[tag] = list(struct.unpack_from(f"{endian}{n}{code}", data, where))
+    except struct.error as exc:
+        raise CorruptImage("The TIFF is truncated inside its first directory.") from exc
+    for offsets_tag, counts_tag in _TIFF_DATA_TAGS.items():
+        offsets, counts = tags.get(offsets_tag), tags.get(counts_tag)
+        if offsets and counts and len(offsets) == len(counts):
+            end = max(o + c for o, c in zip(offsets, counts, strict=True))
+            if end > size:
+                raise CorruptImage(
+                    f"The TIFF is truncated: its image data runs to byte {end}, "
+                    f"the file has {size}."
+                )
 
 
 def _check_png(data: mmap.mmap) -> None:

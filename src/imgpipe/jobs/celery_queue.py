@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from celery import Celery
 from kombu.exceptions import ChannelError
 
+from imgpipe.domain.errors import ProcessTimeout
 from imgpipe.jobs.messages import DeliverWebhook, ProcessImage
 from imgpipe.jobs.queue import ProcessHandler, WebhookHandler
 
@@ -110,6 +112,7 @@ def make_celery(
     def process_image(image_id: str) -> None:
         if worker_niceness:
             _lower_thread_priority(worker_niceness)
+        _soft_limit_is_a_timeout()
         handler(ProcessImage(image_id))
 
     return app
@@ -212,3 +215,20 @@ def run_worker(app: Celery, argv: list[str]) -> int:
     finally:
         celery_command.params[0].default = None
     return status if isinstance(status, int) else 0
+
+
+def _soft_timeout(signum: int, frame: object) -> None:
+    raise ProcessTimeout(
+        "Processing ran past the worker's soft time limit (a step stuck inside the decoder)."
+    )
+
+
+def _soft_limit_is_a_timeout() -> None:
+    """Make Celery's soft time limit raise ProcessTimeout (``timeout``: permanent) instead
+    of SoftTimeLimitExceeded, which the engine cannot name and so would retry as
+    ``internal_error`` up to MAX_ATTEMPTS times, each as long. billiard installs its own
+    SIGUSR1 handler after every initializer hook, so it is replaced here, in the task,
+    which runs on the pool process's main thread (the only one that may set handlers)."""
+    soft = getattr(signal, "SIGUSR1", None)
+    if soft is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(soft, _soft_timeout)

@@ -8,18 +8,22 @@ upload, then moves them to their content-addressed key.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from imgpipe.db import repo
 from imgpipe.db.schema import UploadRow, utcnow
 from imgpipe.domain.errors import (
     BadRequest,
     BadSignature,
     Expired,
+    IdempotencyInProgress,
     ImgpipeError,
     NotFound,
     TooLarge,
@@ -34,6 +38,10 @@ from imgpipe.services.views import ImageView
 from imgpipe.storage import keys
 
 UPLOAD_TTL = timedelta(minutes=15)
+# A concurrent `complete` waits this long for the one that claimed the upload.
+COMPLETE_WAIT_S = 30.0
+# A claim this old belongs to a caller that died mid-way: another may take it over.
+COMPLETE_LEASE = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,14 +130,48 @@ def receive(deps: ServiceDeps, image_id: str, staged: ingest.StagedUpload) -> No
 def complete(
     deps: ServiceDeps, image_id: str, owner: str, callback_url: str | None = None
 ) -> ImageView:
-    """Validate what arrived and accept it as the image; repeating it is harmless."""
-    with deps.sessions() as session:
-        row = session.get(UploadRow, image_id)
-        if row is None or row.owner != owner:
-            raise NotFound(f"No upload {image_id}.")
-        key, completed, filename = row.storage_key, row.completed_at is not None, row.filename
-    if completed:
-        return get_image(deps, image_id, owner)
+    """Validate what arrived and accept it as the image; repeating it is harmless, also
+    at the same time: one caller claims the upload, the others wait for its image."""
+    waited_until = time.monotonic() + COMPLETE_WAIT_S
+    while True:
+        with deps.sessions.begin() as session:
+            row = session.get(UploadRow, image_id)
+            if row is None or row.owner != owner:
+                raise NotFound(f"No upload {image_id}.")
+            key, filename = row.storage_key, row.filename
+            if repo.get_image(session, image_id, owner) is not None:
+                done = True
+            else:
+                now = utcnow()
+                done = False
+                claimed = repo.claim_upload(session, image_id, now, now - COMPLETE_LEASE)
+        if done:
+            return get_image(deps, image_id, owner)
+        if claimed:
+            break
+        if time.monotonic() > waited_until:
+            raise IdempotencyInProgress(
+                f"Another request is completing {image_id}; retry in a few seconds."
+            )
+        time.sleep(0.05)
+    try:
+        return _complete_claimed(deps, image_id, key, filename, owner, callback_url)
+    except BaseException:
+        # Give the claim back so a retry may complete it at once; if even that fails (the
+        # database went away), the claim goes stale after COMPLETE_LEASE instead.
+        with contextlib.suppress(Exception), deps.sessions.begin() as session:
+            repo.release_upload(session, image_id)
+        raise
+
+
+def _complete_claimed(
+    deps: ServiceDeps,
+    image_id: str,
+    key: str,
+    filename: str | None,
+    owner: str,
+    callback_url: str | None,
+) -> ImageView:
     if not deps.store.exists(key):
         raise UploadMissing(f"Upload the file for {image_id} first, then complete it.")
     limit = deps.limits.max_upload_bytes
@@ -147,10 +189,6 @@ def complete(
     except BaseException:
         staged.path.unlink(missing_ok=True)
         raise
-    with deps.sessions.begin() as session:
-        upload = session.get(UploadRow, image_id)
-        if upload is not None:
-            upload.completed_at = utcnow()
     deps.store.delete(key)
     return view
 

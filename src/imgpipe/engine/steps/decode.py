@@ -21,7 +21,7 @@ from typing import Any
 
 import pyvips
 
-from imgpipe.domain.errors import CorruptImage
+from imgpipe.domain.errors import CorruptImage, ImgpipeError
 from imgpipe.domain.media import ImageFormat, ProbeResult
 from imgpipe.engine import loaders
 from imgpipe.engine.colour import is_srgb_profile
@@ -43,42 +43,70 @@ def decode(
     all_frames: bool,
     fast_shrink: bool = False,
 ) -> Any:
-    """The upright image at exactly ``size`` (per frame), 8-bit sRGB, alpha kept."""
-    width, height = size
+    """The upright image at exactly ``size`` (per frame), 8-bit sRGB, alpha kept; a still
+    is decoded into memory.
+
+    Decoded here, not lazily by the caller, so that whatever the decoder meets in the
+    pixel data (a cut scan, a bad code word in a fax TIFF, a decoder's own exception) is
+    ``corrupt_image`` wherever it is met: upload, worker or render. Decoders run with
+    ``fail_on=warning`` (loaders.FAIL_ON): libjpeg reports a scan that ends early, and
+    pads the rest with grey, only as a warning.
+    """
     try:
-        shrink = jpeg_shrink(probe, size) if fast_shrink else 1
-        if shrink > 1:
-            # Scaled by libjpeg while decoding; thumbnail_image then does what thumbnail
-            # does after its own load: orientation, colour import, the exact Lanczos size.
-            source = pyvips.Image.jpegload(
-                str(path), shrink=shrink, access="sequential", fail_on=loaders.FAIL_ON
-            )
-            options: dict[str, Any] = {"height": height, "size": "force"}
-            if needs_colour_transform(source):
-                options.update(export_profile="srgb", intent="perceptual")
-            image = source.thumbnail_image(width, **options)
-        elif probe.format in loaders.VIPS_DECODED:
-            header = loaders.load_header(path, probe.format)
-            options = {
-                "height": height,
-                "size": "force",
-                "fail_on": loaders.FAIL_ON,
-            }
-            if needs_colour_transform(header):
-                options.update(export_profile="srgb", intent="perceptual")
-            source = loaders.vips_source(path, all_frames=all_frames)
-            image = pyvips.Image.thumbnail(source, width, **options)
-        else:
-            full = loaders.decode_to_vips(path, probe.format, at_least=size)
-            options = {"height": height, "size": "force"}
-            if needs_colour_transform(full):
-                options.update(export_profile="srgb", intent="perceptual")
-            image = full.thumbnail_image(width, **options)
-        return to_srgb8(image)
+        return _decode(path, probe, size, all_frames, fast_shrink, loaders.FAIL_ON)
     except pyvips.Error as exc:
+        if not loaders.harmless_warning(str(exc)):
+            raise CorruptImage(
+                f"The {probe.format.value.upper()} data is corrupt or truncated."
+            ) from exc
+    except (ImgpipeError, MemoryError):
+        raise
+    except Exception as exc:  # pi-heif and Pillow raise almost anything on a bad file
         raise CorruptImage(f"The {probe.format.value.upper()} data could not be decoded.") from exc
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise CorruptImage(f"The {probe.format.value.upper()} data could not be decoded.") from exc
+    try:
+        return _decode(path, probe, size, all_frames, fast_shrink, "error")
+    except pyvips.Error as exc:
+        raise CorruptImage(f"The {probe.format.value.upper()} data is corrupt.") from exc
+
+
+def _decode(
+    path: Path,
+    probe: ProbeResult,
+    size: tuple[int, int],
+    all_frames: bool,
+    fast_shrink: bool,
+    fail_on: str,
+) -> Any:
+    width, height = size
+    shrink = jpeg_shrink(probe, size) if fast_shrink else 1
+    if shrink > 1:
+        # Scaled by libjpeg while decoding; thumbnail_image then does what thumbnail
+        # does after its own load: orientation, colour import, the exact Lanczos size.
+        source = pyvips.Image.jpegload(
+            str(path), shrink=shrink, access="sequential", fail_on=fail_on
+        )
+        options: dict[str, Any] = {"height": height, "size": "force"}
+        if needs_colour_transform(source):
+            options.update(export_profile="srgb", intent="perceptual")
+        image = source.thumbnail_image(width, **options)
+    elif probe.format in loaders.VIPS_DECODED:
+        header = loaders.load_header(path, probe.format)
+        options = {"height": height, "size": "force", "fail_on": fail_on}
+        if needs_colour_transform(header):
+            options.update(export_profile="srgb", intent="perceptual")
+        source = loaders.vips_source(path, all_frames=all_frames)
+        image = pyvips.Image.thumbnail(source, width, **options)
+    else:
+        full = loaders.decode_to_vips(path, probe.format, at_least=size)
+        options = {"height": height, "size": "force"}
+        if needs_colour_transform(full):
+            options.update(export_profile="srgb", intent="perceptual")
+        image = full.thumbnail_image(width, **options)
+    image = to_srgb8(image)
+    # A still is materialised here, inside the error mapping. All frames of an animation
+    # would be frames x width x height x 4 bytes at once (960 MB for 500 at 800x600), so
+    # they stay a lazy pipeline the encoder streams; its errors reach the pipeline's guard.
+    return image if all_frames else image.copy_memory()
 
 
 def jpeg_shrink(probe: ProbeResult, size: tuple[int, int]) -> int:
