@@ -198,6 +198,11 @@ class Settings(BaseSettings):
         )
 
     @property
+    def watermarks_folder(self) -> Path:
+        """Where `wm=NAME` finds NAME.png: WATERMARKS_DIR, or DATA_DIR/watermarks."""
+        return self.watermarks_dir or self.data_dir / "watermarks"
+
+    @property
     def previous_signing_keys(self) -> tuple[bytes, ...]:
         raw = self.signing_keys_previous.get_secret_value() if self.signing_keys_previous else ""
         return tuple(k.strip().encode() for k in raw.split(",") if k.strip())

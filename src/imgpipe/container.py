@@ -193,7 +193,7 @@ def build(settings: Settings) -> Container:
             previous_keys=settings.previous_signing_keys,
             allow_unsigned=settings.render_unsigned,
             max_output_pixels=settings.render_max_pixels,
-            watermarks_dir=settings.watermarks_dir or settings.data_dir / "watermarks",
+            watermarks_dir=settings.watermarks_folder,
             max_in_flight=settings.render_concurrency,
             intermediate=settings.render_intermediate,
         ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,42 @@ def test_paths_are_never_wrapped_when_the_output_is_not_a_terminal(tmp_path: Pat
     # Each stream names the whole path on one line ("[best]" is text, not Rich markup).
     assert f"failed {bad}: unsupported_type" in result.stderr.splitlines()[0], result.stderr
     assert any(line.startswith(f"  {bad}: unsupported_type") for line in result.stdout.splitlines())
+
+
+def test_a_profile_with_a_watermark_reads_it_from_watermarks_dir(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    Image.new("RGB", (400, 300), (20, 20, 200)).save(root / "blue.png")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    Image.new("RGBA", (100, 100), (255, 255, 255, 255)).save(marks / "logo.png")
+    (tmp_path / "profiles.toml").write_text(
+        '[profiles.marked]\nwidth = 400\nheight = 300\nwm = "logo,nw,1"\nformats = ["png"]\n'
+    )
+    env_file = tmp_path / "imgpipe.toml"
+    env_file.write_text(
+        f'profiles_file = "{tmp_path / "profiles.toml"}"\nwatermarks_dir = "{marks}"\n'
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "imgpipe",
+            "process",
+            str(root),
+            "--out",
+            str(tmp_path / "out"),
+            "--profiles",
+            "marked",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "IMGPIPE_CONFIG": str(env_file)},
+    )
+    assert result.returncode == 0, result.stderr
+    with Image.open(tmp_path / "out" / "blue" / "marked.png") as out:
+        assert out.convert("RGB").getpixel((20, 20)) == (255, 255, 255)  # the mark, top left
+        assert out.convert("RGB").getpixel((300, 250)) == (20, 20, 200)

@@ -91,10 +91,11 @@ class BatchRunner:
         limits: Limits,
         timeout_s: float,
         workers: int,
+        watermarks_dir: Path | None = None,
     ) -> None:
         # Largest files first: the long jobs start early and the pool finishes together.
         self._inputs = sorted(inputs, key=_size_or_zero, reverse=True)
-        self._args = (list(profiles), limits, timeout_s)
+        self._args = (list(profiles), limits, timeout_s, watermarks_dir)
         self._workers = workers
         self._pool: ProcessPoolExecutor | None = None
         self._futures: list[Future[ItemResult]] = []
@@ -143,7 +144,11 @@ def _init_worker(vips_threads: int) -> None:
 
 
 def process_one(
-    item: BatchInput, profiles: Sequence[Profile], limits: Limits, timeout_s: float
+    item: BatchInput,
+    profiles: Sequence[Profile],
+    limits: Limits,
+    timeout_s: float,
+    watermarks_dir: Path | None = None,
 ) -> ItemResult:
     from imgpipe.engine.deadline import Deadline
     from imgpipe.engine.pipeline import Rendered, render_variants
@@ -154,7 +159,9 @@ def process_one(
         result.bytes_in = item.source.stat().st_size
         facts = probe(item.source, limits)
         specs = [spec for profile in profiles for spec in profile.variants()]
-        rendered = render_variants(item.source, facts, specs, Deadline(timeout_s)).outcomes
+        rendered = render_variants(
+            item.source, facts, specs, Deadline(timeout_s), watermarks_dir=watermarks_dir
+        ).outcomes
     except ImgpipeError as exc:
         return _failed(result, exc.code, exc.detail)
     except OSError as exc:

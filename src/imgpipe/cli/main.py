@@ -338,7 +338,14 @@ def process(
     inputs = collect_inputs(paths, out)
     summary = BatchSummary(workers=count)
     started = time.perf_counter()
-    runner = BatchRunner(inputs, chosen, settings.limits, settings.process_timeout_s, count)
+    runner = BatchRunner(
+        inputs,
+        chosen,
+        settings.limits,
+        settings.process_timeout_s,
+        count,
+        settings.watermarks_folder,
+    )
     # The runner forks its worker processes before the progress bar starts its thread.
     with (
         runner,
