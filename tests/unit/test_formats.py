@@ -28,6 +28,7 @@ def test_every_format_has_one_entry_and_the_old_names_derive_from_it() -> None:
         ImageFormat.AVIF,
         ImageFormat.JPEG,
         ImageFormat.PNG,
+        ImageFormat.JXL,  # written through the jxl extra (engine/jxl.py)
     } == OUTPUT_FORMATS
     # Every libvips-decoded format names its loader, and only those are handed to libvips.
     vips = {f for f, spec in FORMATS.items() if spec.loader is Loader.VIPS}

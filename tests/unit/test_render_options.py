@@ -84,7 +84,7 @@ def test_cache_digest_depends_on_options_format_and_assets() -> None:
         ([("fit", "squash")], "fit", "inside, cover, contain, fill"),
         ([("crop", "middle")], "crop", "centre, attention, entropy, face"),
         ([("crop", "fp")], "crop", "centre"),
-        ([("format", "gif")], "format", "auto, avif, jpeg, png, webp"),
+        ([("format", "gif")], "format", "auto, avif, jpeg, jxl, png, webp"),
         ([("q", "101")], "q", "1 to 100"),
         ([("blur", "0")], "blur", "0.3 to 100"),
         ([("blur", "1e3")], "blur", "number"),
