@@ -13,9 +13,10 @@ from imgpipe.api.schemas import ImageOut, ImagePageOut, ReprocessIn
 from imgpipe.api.upload import receive_upload
 from imgpipe.domain.access import Principal
 from imgpipe.domain.errors import BadRequest, ImgpipeError
-from imgpipe.services import ingest, manage, queries
+from imgpipe.services import delivery, ingest, manage, queries
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.services.queries import StoredObject
+from imgpipe.storage.base import PRIVATE_NO_STORE
 from imgpipe.telemetry import metrics
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
@@ -25,6 +26,10 @@ Owner = Annotated[str, Depends(current_owner)]
 Caller = Annotated[Principal, Depends(current_principal)]
 
 IMMUTABLE = "public, max-age=31536000, immutable"
+# A response that needed a key must not be stored by a shared cache (RFC 9111 3.5: a
+# cache may reuse a response to a request with Authorization when it is `public`), or it
+# would hand it to anyone asking for the same URL without a key.
+PRIVATE_IMMUTABLE = "private, max-age=31536000, immutable"
 
 _UPLOAD_DOC = {
     "requestBody": {
@@ -102,16 +107,42 @@ def get_image(image_id: str, deps: Deps, owner: Owner) -> ImageOut:
 
 
 @router.get("/{image_id}/variants/{name}", response_class=Response)
-def get_variant(image_id: str, name: str, request: Request, deps: Deps, owner: Owner) -> Response:
-    stored = queries.open_variant(deps, image_id, owner, name)
-    return _bytes_response(stored, request, IMMUTABLE)
+def get_variant(
+    image_id: str,
+    name: str,
+    request: Request,
+    deps: Deps,
+    v: Annotated[str | None, Query(max_length=64, description="Signed URL: version.")] = None,
+    sig: Annotated[str | None, Query(max_length=128, description="Signed URL: signature.")] = None,
+) -> Response:
+    """The variant's bytes: with an API key, or with no key through its signed URL
+    (``public_url`` in front of the API), which any cache may keep for a year."""
+    if sig is not None and "authorization" not in request.headers:
+        where = delivery.signed_variant(deps, image_id, name, v or "", sig)
+        cache_control = IMMUTABLE
+    else:
+        caller = current_principal(request)
+        where = queries.find_variant(deps, image_id, caller.owner, name)
+        # Public only in single-user mode, where no key exists and none was needed.
+        cache_control = PRIVATE_IMMUTABLE if caller.key_id is not None else IMMUTABLE
+    redirect = delivery.redirect_url(deps, where)
+    if redirect is not None:
+        # A presigned URL is a credential with an expiry: never shared, and cached by the
+        # browser for half its life at most, so a cached redirect still leads somewhere.
+        max_age = deps.delivery.presign_s // 2
+        headers = {"Location": redirect, "Cache-Control": f"private, max-age={max_age}"}
+        return Response(status_code=302, headers=headers)
+    return _bytes_response(queries.open_found(deps, where), request, cache_control)
 
 
 @router.get("/{image_id}/original", response_class=Response)
 def get_original(image_id: str, request: Request, deps: Deps, owner: Owner) -> Response:
     """The original exactly as uploaded; owner only, never cached by shared caches."""
     stored = queries.open_original(deps, image_id, owner)
-    return _bytes_response(stored, request, "private, max-age=0, no-store")
+    response = _bytes_response(stored, request, PRIVATE_NO_STORE)
+    # The same headers the object carries in a bucket (storage/base.py ObjectMeta.original).
+    response.headers["Content-Disposition"] = "attachment"
+    return response
 
 
 @router.post("/{image_id}/reprocess", status_code=202, response_model=ImageOut)

@@ -70,6 +70,10 @@ class ImageRow(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # When a message for this job was last handed to the broker (to notice lost ones).
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # DELETE sets it: the image is hidden at once and purged DELETE_RETENTION_S later.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    # When the original was known to be in the replica store (None: not yet, or no replica).
+    replicated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     variants: Mapped[list[VariantRow]] = relationship(
         back_populates="image",
