@@ -16,6 +16,8 @@ import httpx
 import pytest
 from botocore.config import Config
 
+from s3server import AWS_TEST_ENV
+
 from . import images
 from .conftest import (
     ImgpipeServer,
@@ -24,7 +26,6 @@ from .conftest import (
     assert_problem,
     upload_and_wait,
 )
-from s3server import AWS_TEST_ENV
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 
