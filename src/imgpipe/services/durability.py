@@ -49,48 +49,45 @@ _PAGE = 500
 def store_original(deps: ServiceDeps, source: Path, sha256: str, media_type: str) -> bool:
     """Make the original durable in every store; True when a replica holds it too.
 
-    ``source`` is consumed. The two writes run at once, so a replica costs the slower of
-    the two, not their sum. StorageUnavailable (503) if either fails: the caller's upload
-    is refused, and a retry finds whatever did land (content-addressed, so nothing doubles).
+    ``source`` is consumed. Each store is asked and written on its own thread of control
+    (the replica's on a thread of its own), so a replica costs the slower of the two, not
+    their sum. StorageUnavailable (503) if either fails: the upload is refused, and a
+    retry finds whatever did land (content-addressed, so nothing is stored twice).
     """
     key = keys.original(sha256)
     meta = ObjectMeta.original(media_type)
     replica = deps.durability.replica
-    primary_has = deps.store.exists(key)
-    replica_has = replica is None or _replica_call(replica.exists, key)
-    if primary_has and replica_has:
-        source.unlink(missing_ok=True)
-        return replica is not None
-    copy: Path | None = None
-    if replica is not None and not replica_has:
-        if primary_has:
-            copy, source = source, Path()  # the primary needs nothing: the replica takes it
-        else:
-            copy = _copy_beside(source)
     failure: list[BaseException] = []
-
-    def to_replica() -> None:
-        assert replica is not None and copy is not None
-        try:
-            _replica_call(replica.put_file, key, copy, sha256, meta)
-        except BaseException as exc:  # re-raised in the caller's thread below
-            failure.append(exc)
-        finally:
-            copy.unlink(missing_ok=True)
-
     thread = None
-    if copy is not None:
+    if replica is not None:
+        copy = _copy_beside(source)
+
+        def to_replica() -> None:
+            try:
+                _replica_call(_ensure, replica, key, copy, sha256, meta)
+            except BaseException as exc:  # re-raised in the caller's thread below
+                failure.append(exc)
+            finally:
+                copy.unlink(missing_ok=True)
+
         thread = threading.Thread(target=to_replica, name="imgpipe-replica-put", daemon=True)
         thread.start()
     try:
-        if not primary_has:
-            deps.store.put_file(key, source, sha256, meta)
+        _ensure(deps.store, key, source, sha256, meta)
     finally:
         if thread is not None:
             thread.join()
     if failure:
         raise failure[0]
     return replica is not None
+
+
+def _ensure(store: ObjectStore, key: str, source: Path, sha256: str, meta: ObjectMeta) -> None:
+    """Store ``source`` under ``key`` unless the same bytes are there (content-addressed)."""
+    if store.exists(key):
+        source.unlink(missing_ok=True)
+    else:
+        store.put_file(key, source, sha256, meta)
 
 
 def _replica_call(function: object, *args: object) -> object:
