@@ -6,7 +6,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, Field
 
 from imgpipe.services.views import ImagePage, ImageView
 
@@ -25,15 +25,9 @@ class VariantOut(BaseModel):
     url: str
     error: VariantError | None
     attempts: int
-    # Only under PUBLIC_BASE_URL (SPEC §7), and only for variants deliverable without a key.
-    public_url: str | None = None
-
-    @model_serializer(mode="wrap")
-    def _without_unset_public_url(self, handler: SerializerFunctionWrapHandler) -> Any:
-        data = handler(self)
-        if isinstance(data, dict) and data.get("public_url") is None:
-            data.pop("public_url", None)  # with the setting unset, the resource is unchanged
-        return data
+    # Only under PUBLIC_BASE_URL (SPEC §7), and only for variants deliverable without a key;
+    # left out rather than null otherwise, so with the setting unset nothing changes.
+    public_url: str | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class OriginalOut(BaseModel):
