@@ -27,6 +27,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 from imgpipe.db import repo
 from imgpipe.db.schema import utcnow
@@ -60,15 +61,21 @@ def store_original(deps: ServiceDeps, source: Path, sha256: str, media_type: str
     failure: list[BaseException] = []
     thread = None
     if replica is not None:
-        copy = _copy_beside(source)
+        # Opened here, copied on the replica's thread: the primary may rename the staged
+        # file into its store meanwhile, and an open file outlives a rename.
+        original = source.open("rb")
 
         def to_replica() -> None:
+            copy: Path | None = None
             try:
+                with original:
+                    copy = _copy_from(original, source.parent)
                 _replica_call(_ensure, replica, key, copy, sha256, meta)
             except BaseException as exc:  # re-raised in the caller's thread below
                 failure.append(exc)
             finally:
-                copy.unlink(missing_ok=True)
+                if copy is not None:
+                    copy.unlink(missing_ok=True)
 
         thread = threading.Thread(target=to_replica, name="imgpipe-replica-put", daemon=True)
         thread.start()
@@ -101,9 +108,18 @@ def _replica_call(function: object, *args: object) -> object:
 
 def _copy_beside(source: Path, directory: Path | None = None) -> Path:
     """A copy the target store may consume (a local store moves it into place)."""
-    fd, name = tempfile.mkstemp(prefix="upload-replica-", dir=directory or source.parent)
-    with open(fd, "wb") as out, source.open("rb") as src:
-        shutil.copyfileobj(src, out, 1 << 20)
+    with source.open("rb") as src:
+        return _copy_from(src, directory or source.parent)
+
+
+def _copy_from(src: BinaryIO, directory: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix="upload-replica-", dir=directory)
+    try:
+        with open(fd, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
     return Path(name)
 
 
