@@ -96,7 +96,10 @@ def unfinished_image_ids(session: Session) -> list[str]:
     """Images with work left: what a restarted service must pick up again."""
     query = (
         select(ImageRow.id)
-        .where(ImageRow.status.in_([ImageStatus.PENDING.value, ImageStatus.PROCESSING.value]))
+        .where(
+            ImageRow.status.in_([ImageStatus.PENDING.value, ImageStatus.PROCESSING.value]),
+            ImageRow.deleted_at.is_(None),  # a deleted image's work is abandoned
+        )
         .order_by(ImageRow.id)
     )
     return list(session.scalars(query))
@@ -104,7 +107,11 @@ def unfinished_image_ids(session: Session) -> list[str]:
 
 def count_unfinished(session: Session) -> int:
     unfinished = [ImageStatus.PENDING.value, ImageStatus.PROCESSING.value]
-    query = select(func.count()).select_from(ImageRow).where(ImageRow.status.in_(unfinished))
+    query = (
+        select(func.count())
+        .select_from(ImageRow)
+        .where(ImageRow.status.in_(unfinished), ImageRow.deleted_at.is_(None))
+    )
     return int(session.scalar(query) or 0)
 
 
