@@ -110,6 +110,31 @@ class Settings(BaseSettings):
     # The API's own public address (https://api.example.com, or with a path prefix), for
     # the URLs it hands out: signed upload URLs and Location. Empty: the request's Host.
     api_base_url: str = ""
+    # Delivery (docs/storage.md, "Delivery"). Where browsers fetch variants: a CDN in front
+    # of the bucket or of the API; empty: the image resource lists API URLs only.
+    public_base_url: str = ""
+    # bucket: PUBLIC_BASE_URL serves the bucket (public_url = the object's name under it);
+    # api: it serves the API (public_url = a signed variant URL); auto: bucket on s3://.
+    public_url_mode: Literal["auto", "bucket", "api"] = "auto"
+    # Private buckets: the variant route answers 302 to a presigned GET valid this long
+    # (s3:// only); 0: the API streams the bytes.
+    variant_presign_s: int = Field(default=0, ge=0, le=604_800)
+    # Durability (docs/storage.md, "Originals beyond one copy"). A second store every
+    # original is written to before the 202 (any store URL); empty: none.
+    storage_replica_url: str = ""
+    # The replica's S3 endpoint when it is another S3-compatible service than the primary's
+    # (empty: IMGPIPE_S3_ENDPOINT_URL).
+    replica_s3_endpoint_url: str | None = None
+    # DELETE hides an image at once; its bytes are purged this long after.
+    delete_retention_s: float = Field(default=604_800.0, ge=0)
+    # How often serve and each worker run the storage sweeps (purge, replica, orphans).
+    storage_sweep_s: float = Field(default=600.0, gt=0)
+    # An original no record names is removed once it is this old (an upload whose answer
+    # was lost has long been retried or abandoned by then).
+    orphan_grace_s: float = Field(default=86_400.0, ge=0)
+    # `imgpipe api`: idle keep-alive connections close after this long. A load balancer's
+    # idle timeout must be shorter (AWS ALB: 60 s), or it reuses a connection we just closed.
+    keep_alive_s: int = Field(default=75, gt=0)
     # Jobs (docs/reliability.md). Claims per variant before it is dead-lettered.
     max_attempts: int = Field(default=5, ge=1, le=100)
     # Retry n waits uniform(0, min(RETRY_MAX_S, RETRY_BASE_S * 2**n)) s: "full jitter".
@@ -152,6 +177,16 @@ class Settings(BaseSettings):
             raise ValueError(f"must be empty or http(s)://HOST[/PATH], got {value!r}")
         if parsed.query or parsed.fragment:
             raise ValueError(f"must have no query or fragment, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_base(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urlparse(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError(f"must be an http(s) URL like https://cdn.example.com, got {value!r}")
         return value.rstrip("/")
 
     @field_validator("rate_limit_uploads", "rate_limit_requests")

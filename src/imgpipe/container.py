@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 from celery import Celery
 from pydantic import SecretStr
@@ -31,11 +32,19 @@ from imgpipe.jobs.celery_queue import CeleryQueue, EmbeddedWorker, QueueConfig, 
 from imgpipe.jobs.messages import DeliverWebhook, ProcessImage
 from imgpipe.notify.egress import AllowList
 from imgpipe.notify.signing import new_secret, secret_key
-from imgpipe.services import webhooks
+from imgpipe.services import durability, webhooks
 from imgpipe.services.background import Periodic
-from imgpipe.services.deps import AccessSettings, JobSettings, ServiceDeps, WebhookSettings
+from imgpipe.services.deps import (
+    AccessSettings,
+    DeliverySettings,
+    DurabilitySettings,
+    JobSettings,
+    ServiceDeps,
+    WebhookSettings,
+)
 from imgpipe.services.process import process_image
 from imgpipe.services.reconcile import reconcile
+from imgpipe.storage.base import ObjectStore
 from imgpipe.storage.factory import store_from_url
 from imgpipe.storage.local import LocalStore
 
@@ -103,10 +112,26 @@ class Container:
             ),
             Periodic("imgpipe-reconcile", self.settings.reconcile_s, lambda: reconcile(deps)),
         ]
-        store = deps.store
-        if isinstance(store, LocalStore):  # temp files of writers killed mid-write
-            tasks.append(Periodic("imgpipe-temp-files", 600.0, store.remove_stale_temp_files, True))
+        for store in (deps.store, deps.durability.replica):
+            if isinstance(store, LocalStore):  # temp files of writers killed mid-write
+                tasks.append(
+                    Periodic("imgpipe-temp-files", 600.0, store.remove_stale_temp_files, True)
+                )
+        # Purge after DELETE_RETENTION_S, the replica's missing copies, orphan originals,
+        # downloads of killed workers (services/durability.py).
+        tasks.append(
+            Periodic(
+                "imgpipe-storage-sweep",
+                self.settings.storage_sweep_s,
+                lambda: durability.sweep(deps),
+                True,
+            )
+        )
         return tasks
+
+    def check_protection(self) -> None:
+        """At start: what each store keeps beyond one copy, for /readyz and /metrics."""
+        durability.check_protection(self.deps)
 
     def housekeeping_when_worker_ready(self) -> None:
         """A Celery worker runs housekeeping in its main process once its pool is up."""
@@ -205,9 +230,56 @@ def build(settings: Settings) -> Container:
             requeue_after_s=settings.requeue_after_s,
         ),
         api_base_url=settings.api_base_url,
+        delivery=_delivery(settings),
+        durability=DurabilitySettings(
+            replica=_replica(settings),
+            retention_s=settings.delete_retention_s,
+            orphan_grace_s=settings.orphan_grace_s,
+        ),
     )
     deps_holder.append(deps)
     return Container(settings, db_engine, celery, deps)
+
+
+def _delivery(settings: Settings) -> DeliverySettings:
+    """PUBLIC_BASE_URL and its mode, checked against the store they need."""
+    parsed = urlparse(settings.storage_url)
+    on_s3 = parsed.scheme == "s3"
+    mode = settings.public_url_mode
+    if mode == "auto":
+        mode = "bucket" if on_s3 else "api"
+    if mode == "bucket" and not on_s3:
+        raise ValueError(
+            "setting IMGPIPE_PUBLIC_URL_MODE: bucket needs an s3:// IMGPIPE_STORAGE_URL "
+            "(a CDN in front of a local disk is a CDN in front of the API: use api)."
+        )
+    if settings.variant_presign_s and not on_s3:
+        raise ValueError(
+            "setting IMGPIPE_VARIANT_PRESIGN_S: presigned redirects need an s3:// "
+            "IMGPIPE_STORAGE_URL; set it to 0 for a local store."
+        )
+    return DeliverySettings(
+        public_base_url=settings.public_base_url,
+        mode=mode,
+        bucket_prefix=parsed.path.strip("/") if on_s3 else "",
+        presign_s=settings.variant_presign_s,
+    )
+
+
+def _replica(settings: Settings) -> ObjectStore | None:
+    url = settings.storage_replica_url
+    if not url:
+        return None
+    if url.rstrip("/") == settings.storage_url.rstrip("/"):
+        raise ValueError(
+            "setting IMGPIPE_STORAGE_REPLICA_URL: it names the primary store itself; a "
+            "replica must be another store (another bucket, region or disk)."
+        )
+    try:
+        return store_from_url(url, settings.replica_s3_endpoint_url or settings.s3_endpoint_url)
+    except ValueError as exc:
+        message = str(exc).replace("IMGPIPE_STORAGE_URL", "IMGPIPE_STORAGE_REPLICA_URL")
+        raise ValueError(message) from None
 
 
 def _rate_limiter(settings: Settings) -> RateLimiter:

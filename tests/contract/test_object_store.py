@@ -21,7 +21,7 @@ import pytest
 from botocore.config import Config
 
 from imgpipe.domain.errors import ChecksumMismatch, NotFound, StorageUnavailable
-from imgpipe.storage.base import DirectUploadForm, ObjectStore
+from imgpipe.storage.base import DirectUploadForm, ObjectMeta, ObjectStore
 from imgpipe.storage.factory import store_from_url
 from imgpipe.storage.local import LocalStore
 from imgpipe.storage.s3 import S3Store
@@ -349,3 +349,67 @@ def test_local_store_collects_temp_files_of_killed_writers_only(tmp_path: Path) 
     assert store.remove_stale_temp_files(older_than_s=3600) == 1
     assert not stale.exists() and fresh.exists()  # a write in progress is left alone
     assert store.get_bytes("variants/ab/abc/d.webp") == b"finished"
+
+
+# --- listing, purge, headers, protection (issue 14) ----------------------------------------
+
+
+def test_list_keys_names_every_object_under_a_prefix_and_only_those(store: ObjectStore) -> None:
+    for key in ("originals/ab/one", "originals/cd/two", "originalsx/ab/three", "variants/v"):
+        store.put_bytes(key, b"x")
+    listed = sorted(key for key, _ in store.list_keys("originals/"))
+    assert listed == ["originals/ab/one", "originals/cd/two"]
+    assert all(abs(mtime - time.time()) < 3600 for _, mtime in store.list_keys("originals/"))
+    with pytest.raises(ValueError):
+        list(store.list_keys(""))
+
+
+def test_purge_removes_a_key_or_a_prefix_and_counts(store: ObjectStore) -> None:
+    store.put_bytes("variants/ab/sha1/a.webp", b"a")
+    store.put_bytes("variants/ab/sha1/b.webp", b"b")
+    store.put_bytes("variants/ab/sha10/c.webp", b"c")
+    store.put_bytes("originals/ab/sha1", b"o")
+    assert store.purge("variants/ab/sha1/").removed == 2
+    assert store.exists("variants/ab/sha10/c.webp")  # a "directory", not a string prefix
+    result = store.purge("originals/ab/sha1")
+    assert (result.removed, result.locked) == (1, ())
+    assert not store.exists("originals/ab/sha1")
+    assert store.purge("originals/ab/sha1").removed == 0  # twice is fine
+
+
+def test_set_meta_is_idempotent(store: ObjectStore) -> None:
+    store.put_bytes("variants/m.webp", b"w", ObjectMeta.public("image/webp"))
+    assert store.set_meta("variants/m.webp", ObjectMeta.public("image/webp")) is False
+    assert store.get_bytes("variants/m.webp") == b"w"
+
+
+def test_s3_keeps_headers_repairs_them_and_purges_every_version(
+    s3_bucket: str, s3_endpoint: str
+) -> None:
+    s3 = S3Store(s3_bucket, "p", endpoint_url=s3_endpoint)
+    client = s3._client
+    client.put_bucket_versioning(Bucket=s3_bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bytes("originals/ab/o", b"one", ObjectMeta.original("image/jpeg"))
+    head = client.head_object(Bucket=s3_bucket, Key="p/originals/ab/o")
+    assert (head["ContentType"], head["CacheControl"], head["ContentDisposition"]) == (
+        "image/jpeg",
+        "private, max-age=0, no-store",
+        "attachment",
+    )
+    client.put_object(Bucket=s3_bucket, Key="p/variants/v.webp", Body=b"two")
+    assert s3.set_meta("variants/v.webp", ObjectMeta.public("image/webp")) is True
+    head = client.head_object(Bucket=s3_bucket, Key="p/variants/v.webp")
+    assert (head["ContentType"], head["CacheControl"]) == (
+        "image/webp",
+        "public, max-age=31536000, immutable",
+    )
+    assert s3.get_bytes("variants/v.webp") == b"two"  # the copy keeps the bytes (and checksum)
+
+    s3.put_bytes("originals/ab/o", b"overwritten")  # a second version
+    s3.delete("originals/ab/o")  # and a delete marker
+    assert s3.protection().versioning == "enabled"
+    assert s3.purge("originals/ab/o").removed == 3
+    versions = client.list_object_versions(Bucket=s3_bucket, Prefix="p/originals/")
+    assert not versions.get("Versions") and not versions.get("DeleteMarkers")
+    url = s3.presigned_get("variants/v.webp", 60)
+    assert url is not None and httpx.get(url).content == b"two"

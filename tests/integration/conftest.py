@@ -59,6 +59,8 @@ def server_env(data_dir: Path, extra: dict[str, str] | None = None) -> dict[str,
             # Rate limiting is not under test here; the suite polls and uploads quickly.
             "IMGPIPE_RATE_LIMIT_UPLOADS": "10000/second",
             "IMGPIPE_RATE_LIMIT_REQUESTS": "100000/second",
+            # DELETE hides at once; the tests purge with `imgpipe storage sweep` (cli()).
+            "IMGPIPE_DELETE_RETENTION_S": "0",
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -135,6 +137,19 @@ class ImgpipeServer:
             for p in self.objects_dir.rglob("*")
             if p.is_file() and not p.name.startswith(".tmp-")
         ]
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run `imgpipe ARGS` with this server's settings (the same database and stores)."""
+        return subprocess.run(
+            self._imgpipe(*args),
+            cwd=self.data_dir,
+            env=server_env(self.data_dir, self.settings),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def _imgpipe(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "imgpipe", *args]

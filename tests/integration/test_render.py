@@ -207,6 +207,7 @@ def test_unknown_and_deleted_images_are_404_and_their_renders_go(
     assert any(k.startswith(f"renders/{sha[:2]}/{sha}/") for k in server.stored_keys())
     assert client.delete(f"/v1/images/{resource['id']}").status_code == 204
     assert_problem(client.get(url), 404, "not_found")
+    assert server.cli("storage", "sweep").returncode == 0  # the purge (retention 0 here)
     assert not any(k.startswith(f"renders/{sha[:2]}/{sha}/") for k in server.stored_keys())
 
 

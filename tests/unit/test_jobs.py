@@ -22,6 +22,7 @@ from imgpipe.jobs.messages import ProcessImage
 from imgpipe.services import dead_letters, ingest, jobs, reconcile
 from imgpipe.services.deps import JobSettings, ServiceDeps
 from imgpipe.services.process import process_image
+from imgpipe.storage.base import ObjectMeta
 from imgpipe.storage.local import LocalStore
 
 from .sqlite_deps import sqlite_deps
@@ -53,11 +54,11 @@ class FlakyStore(LocalStore):
         super().__init__(root)
         self.failures = 0
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes, meta: ObjectMeta | None = None) -> None:
         if key.startswith("variants/") and self.failures > 0:
             self.failures -= 1
             raise StorageUnavailable("injected: the store answered 503")
-        super().put_bytes(key, data)
+        super().put_bytes(key, data, meta)
 
 
 @pytest.fixture

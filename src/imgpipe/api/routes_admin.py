@@ -10,9 +10,10 @@ from pydantic import BaseModel
 
 from imgpipe.api.auth import require_admin
 from imgpipe.api.deps import service_deps
+from imgpipe.api.schemas import ImageOut
 from imgpipe.domain.access import Principal
 from imgpipe.domain.errors import NotFound
-from imgpipe.services import dead_letters, jobs, keys
+from imgpipe.services import dead_letters, jobs, keys, manage
 from imgpipe.services.deps import ServiceDeps
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -81,3 +82,9 @@ def retry_dead_letter(deps: Deps, admin: Admin, dead_letter_id: str) -> dead_let
     for image_id in result.image_ids:
         jobs.hand_out(deps, image_id)
     return result.retried[0]
+
+
+@router.post("/images/{image_id}/restore", response_model=ImageOut)
+def restore_image(deps: Deps, admin: Admin, image_id: str) -> ImageOut:
+    """Undo a DELETE within DELETE_RETENTION_S (any owner's image); 404 after it."""
+    return ImageOut.of(manage.restore(deps, image_id))

@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from imgpipe.api.schemas import HealthOut
 from imgpipe.domain.errors import ImgpipeError
+from imgpipe.storage.base import Protection
 
 router = APIRouter(tags=["health"])
 
@@ -34,11 +35,22 @@ def readyz(request: Request) -> JSONResponse:
         checks["storage"] = "ok"
     except ImgpipeError as exc:
         checks["storage"] = f"error: {exc.code}"
+    replica = deps.durability.replica
+    if replica is not None:
+        try:
+            replica.check()
+            checks["replica"] = "ok"
+        except ImgpipeError as exc:
+            checks["replica"] = f"error: {exc.code}"
     try:
         deps.queue.check()
         checks["broker"] = "ok"
     except Exception as exc:  # kombu raises many kinds of connection error
         checks["broker"] = f"error: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
-    body = HealthOut(status="ok" if ready else "unavailable", checks=checks)
+    details = {
+        f"{name}_protection": value.describe() if isinstance(value, Protection) else value
+        for name, value in deps.durability.protection.items()
+    }
+    body = HealthOut(status="ok" if ready else "unavailable", checks=checks, details=details)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)

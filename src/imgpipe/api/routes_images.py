@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
+from imgpipe.api import ratelimit
 from imgpipe.api.deps import (
     current_owner,
     current_principal,
@@ -23,9 +24,10 @@ from imgpipe.domain import similarity
 from imgpipe.domain.access import Principal
 from imgpipe.domain.errors import BadRequest, ImgpipeError
 from imgpipe.domain.formats import accepted_formats
-from imgpipe.services import ingest, manage, queries, similar
+from imgpipe.services import delivery, ingest, manage, queries, similar
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.services.queries import StoredObject
+from imgpipe.storage.base import PRIVATE_NO_STORE
 from imgpipe.telemetry import metrics
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
@@ -149,18 +151,43 @@ def similar_images(
 
 
 @router.get("/{image_id}/variants/{name}", response_class=Response)
-def get_variant(image_id: str, name: str, request: Request, deps: Deps, caller: Caller) -> Response:
-    stored = queries.open_variant(deps, image_id, caller.owner, name)
-    # Public only in single-user mode, where no key exists and none was needed.
-    cache_control = PRIVATE_IMMUTABLE if caller.key_id is not None else IMMUTABLE
-    return _bytes_response(stored, request, cache_control)
+def get_variant(
+    image_id: str,
+    name: str,
+    request: Request,
+    deps: Deps,
+    v: Annotated[str | None, Query(max_length=64, description="Signed URL: version.")] = None,
+    sig: Annotated[str | None, Query(max_length=128, description="Signed URL: signature.")] = None,
+) -> Response:
+    """The variant's bytes: with an API key, or with no key through its signed URL
+    (``public_url`` in front of the API), which any cache may keep for a year."""
+    if sig is not None and "authorization" not in request.headers:
+        ratelimit.check_keyless(request, deps)  # no key to count against: the address
+        where = delivery.signed_variant(deps, image_id, name, v or "", sig)
+        cache_control = IMMUTABLE
+    else:
+        caller = current_principal(request)
+        where = queries.find_variant(deps, image_id, caller.owner, name)
+        # Public only in single-user mode, where no key exists and none was needed.
+        cache_control = PRIVATE_IMMUTABLE if caller.key_id is not None else IMMUTABLE
+    redirect = delivery.redirect_url(deps, where)
+    if redirect is not None:
+        # A presigned URL is a credential with an expiry: never shared, and cached by the
+        # browser for half its life at most, so a cached redirect still leads somewhere.
+        max_age = deps.delivery.presign_s // 2
+        headers = {"Location": redirect, "Cache-Control": f"private, max-age={max_age}"}
+        return Response(status_code=302, headers=headers)
+    return _bytes_response(queries.open_found(deps, where), request, cache_control)
 
 
 @router.get("/{image_id}/original", response_class=Response)
 def get_original(image_id: str, request: Request, deps: Deps, owner: Owner) -> Response:
     """The original exactly as uploaded; owner only, never cached by shared caches."""
     stored = queries.open_original(deps, image_id, owner)
-    return _bytes_response(stored, request, "private, max-age=0, no-store", ORIGINAL_HEADERS)
+    response = _bytes_response(stored, request, PRIVATE_NO_STORE, ORIGINAL_HEADERS)
+    # The same headers the object carries in a bucket (storage/base.py ObjectMeta.original).
+    response.headers["Content-Disposition"] = "attachment"
+    return response
 
 
 @router.post("/{image_id}/reprocess", status_code=202, response_model=ImageOut)

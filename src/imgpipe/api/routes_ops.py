@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imgpipe.services import queries
 from imgpipe.services.deps import ServiceDeps
+from imgpipe.storage.base import Protection
 from imgpipe.telemetry import metrics
 
 router = APIRouter(tags=["operations"])
@@ -55,6 +56,25 @@ class _BacklogCollector(Collector):
         )
         unfinished.add_metric([], queries.count_unfinished(self._deps))
         yield unfinished
+        protection = self._deps.durability.protection
+        if protection:
+            versioning = GaugeMetricFamily(
+                "imgpipe_storage_versioning",
+                "1 when the store keeps object versions (S3 versioning enabled), checked at start.",
+                labels=["store"],
+            )
+            lock = GaugeMetricFamily(
+                "imgpipe_storage_object_lock",
+                "1 when the bucket has object lock enabled, checked at start.",
+                labels=["store"],
+            )
+            for name, value in protection.items():
+                known = value if isinstance(value, Protection) else None
+                on = known is not None and known.versioning == "enabled"
+                versioning.add_metric([name], 1.0 if on else 0.0)
+                lock.add_metric([name], 1.0 if known is not None and known.object_lock else 0.0)
+            yield versioning
+            yield lock
         depth = self._deps.queue.depth()
         if depth is not None:
             queue = GaugeMetricFamily("imgpipe_queue_depth", "Jobs waiting in the broker queue.")

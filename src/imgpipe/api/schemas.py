@@ -34,6 +34,9 @@ class VariantOut(BaseModel):
     url: str
     error: VariantError | None
     attempts: int
+    # Only under PUBLIC_BASE_URL (SPEC §7), and only for variants deliverable without a key;
+    # left out rather than null otherwise, so with the setting unset nothing changes.
+    public_url: str | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class OriginalOut(BaseModel):
@@ -132,3 +135,5 @@ class ReprocessIn(BaseModel):
 class HealthOut(BaseModel):
     status: str
     checks: dict[str, str] = {}
+    # What each store keeps beyond one copy (S3 versioning, object lock), checked at start.
+    details: dict[str, str] = {}

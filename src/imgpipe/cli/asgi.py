@@ -20,4 +20,6 @@ from imgpipe.telemetry.logs import configure_logging
 def app_from_environment() -> FastAPI:
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(build(settings).deps)
+    container = build(settings)
+    container.check_protection()
+    return create_app(container.deps)

@@ -18,6 +18,7 @@ from rich.console import Console
 from imgpipe.cli.dlq import dlq_app
 from imgpipe.cli.images import images_app
 from imgpipe.cli.keys import keys_app, keys_exist
+from imgpipe.cli.storage import storage_app
 from imgpipe.config import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(images_app, name="images")
+app.add_typer(storage_app, name="storage")
 
 # soft_wrap: Rich wraps at 80 columns when the output is not a terminal (a log file, a
 # pipe), which breaks paths and URLs in two; a terminal still wraps long lines itself.
@@ -41,6 +43,31 @@ err = Console(stderr=True, soft_wrap=True)
 
 Host = Annotated[str, typer.Option(help="Address to bind.")]
 Port = Annotated[int, typer.Option(help="Port to bind.")]
+KeepAlive = Annotated[
+    int | None,
+    typer.Option(
+        "--keep-alive",
+        min=1,
+        help="Seconds an idle keep-alive connection stays open (default IMGPIPE_KEEP_ALIVE_S, "
+        "75); a load balancer's idle timeout must be shorter.",
+    ),
+]
+ProxyHeaders = Annotated[
+    bool,
+    typer.Option(
+        "--proxy-headers/--no-proxy-headers",
+        help="Take the client address and scheme from X-Forwarded-For / -Proto, from the "
+        "addresses in --forwarded-allow-ips only.",
+    ),
+]
+ForwardedAllowIps = Annotated[
+    str,
+    typer.Option(
+        "--forwarded-allow-ips",
+        help="Comma-separated proxy addresses (or networks) whose X-Forwarded-* headers are "
+        "trusted; '*' trusts everyone (only behind a private network).",
+    ),
+]
 
 
 def _settings() -> Settings:
@@ -136,6 +163,7 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
         resumed = recover_after_restart(container.deps)
         if resumed:
             err.print(f"imgpipe: resumed {resumed} unfinished image(s) from the database")
+    container.check_protection()
     housekeeping = container.housekeeping()
     for task in housekeeping:
         task.start()
@@ -146,6 +174,7 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
             host=host,
             port=port,
             log_level="warning",
+            timeout_keep_alive=settings.keep_alive_s,
         )
     finally:
         for task in housekeeping:
@@ -166,6 +195,9 @@ def api(
             "time, so a busy render cache wants one per core. /metrics sums them all.",
         ),
     ] = 1,
+    keep_alive: KeepAlive = None,
+    proxy_headers: ProxyHeaders = False,
+    forwarded_allow_ips: ForwardedAllowIps = "127.0.0.1",
 ) -> None:
     """The HTTP API alone; workers run separately (`imgpipe worker`)."""
     import uvicorn
@@ -186,13 +218,19 @@ def api(
     _require_current_schema(container)
     processes = f" ({workers} processes)" if workers > 1 else ""
     err.print(f"imgpipe: API on http://{host}:{port}{processes} (docs at /docs)")
+    # Behind a load balancer or CDN: its idle timeout must be shorter than ours, and only
+    # its addresses may say who the client is (docs/deploy.md, "Behind a load balancer").
+    http = {
+        "host": host,
+        "port": port,
+        "log_level": "warning",
+        "timeout_keep_alive": keep_alive or settings.keep_alive_s,
+        "proxy_headers": proxy_headers,
+        "forwarded_allow_ips": forwarded_allow_ips,
+    }
     if workers == 1:
-        uvicorn.run(
-            create_app(container.deps),
-            host=host,
-            port=port,
-            log_level="warning",
-        )
+        container.check_protection()
+        uvicorn.run(create_app(container.deps), **http)  # type: ignore[arg-type]
         return
     # Each process builds its own container (cli/asgi.py); this one only supervises.
     container.close()
@@ -203,9 +241,7 @@ def api(
         "imgpipe.cli.asgi:app_from_environment",
         factory=True,
         workers=workers,
-        host=host,
-        port=port,
-        log_level="warning",
+        **http,  # type: ignore[arg-type]
     )
 
 
@@ -241,6 +277,7 @@ def worker(
     _logging(settings)
     container = build(settings)
     _require_current_schema(container)
+    container.check_protection()
     container.prepare_prefork()
     container.housekeeping_when_worker_ready()
     if metrics_port is not None:

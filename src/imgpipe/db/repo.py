@@ -22,11 +22,73 @@ from imgpipe.domain.states import ImageStatus, VariantStatus, rollup
 
 
 def get_image(session: Session, image_id: str, owner: str) -> ImageRow | None:
-    """The owner's image, or None. One statement filters on both columns, so another
-    owner's image and a missing one take the same path (no row, no variants loaded) and
-    the same time: the answer's timing does not tell which ids exist."""
-    query = select(ImageRow).where(ImageRow.id == image_id, ImageRow.owner == owner)
+    """The owner's image; None for another owner's, a missing or a deleted one. One
+    statement filters on every column, so another owner's image and a missing one take the
+    same path (no row, no variants loaded) and the same time: the answer's timing does not
+    tell which ids exist."""
+    query = select(ImageRow).where(
+        ImageRow.id == image_id, ImageRow.owner == owner, ImageRow.deleted_at.is_(None)
+    )
     return session.scalars(query).one_or_none()
+
+
+def get_deleted_image(session: Session, image_id: str) -> ImageRow | None:
+    """An image DELETE hid (any owner), still waiting for its purge."""
+    row = session.get(ImageRow, image_id)
+    return row if row is not None and row.deleted_at is not None else None
+
+
+def images_to_purge(session: Session, deleted_before: datetime, limit: int) -> list[ImageRow]:
+    query = (
+        select(ImageRow)
+        .where(ImageRow.deleted_at.is_not(None), ImageRow.deleted_at < deleted_before)
+        .order_by(ImageRow.deleted_at)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def sha_in_use(session: Session, sha256: str) -> bool:
+    """Whether any record (a hidden one too, until it is purged) still names these bytes."""
+    query = select(func.count()).select_from(ImageRow).where(ImageRow.sha256 == sha256)
+    return bool(session.scalar(query))
+
+
+def shas_recorded(session: Session, shas: Sequence[str]) -> set[str]:
+    query = select(ImageRow.sha256).where(ImageRow.sha256.in_(list(shas))).distinct()
+    return set(session.scalars(query))
+
+
+def unreplicated(session: Session, limit: int) -> list[tuple[str, str]]:
+    """(image id, sha256) of originals not yet known to be in the replica store."""
+    query = (
+        select(ImageRow.id, ImageRow.sha256)
+        .where(ImageRow.replicated_at.is_(None))
+        .order_by(ImageRow.id)
+        .limit(limit)
+    )
+    return [(row.id, row.sha256) for row in session.execute(query)]
+
+
+def mark_replicated(session: Session, sha256: str, when: datetime | None) -> None:
+    session.execute(update(ImageRow).where(ImageRow.sha256 == sha256).values(replicated_at=when))
+
+
+def recorded_originals(session: Session, after_sha: str, limit: int) -> list[str]:
+    """Distinct sha256 of every recorded original, in order, a page at a time."""
+    query = (
+        select(ImageRow.sha256)
+        .where(ImageRow.sha256 > after_sha)
+        .distinct()
+        .order_by(ImageRow.sha256)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def image_formats(session: Session, shas: Sequence[str]) -> dict[str, str]:
+    query = select(ImageRow.sha256, ImageRow.format).where(ImageRow.sha256.in_(list(shas)))
+    return {row.sha256: row.format for row in session.execute(query)}
 
 
 def get_image_any_owner(session: Session, image_id: str) -> ImageRow | None:
@@ -36,7 +98,7 @@ def get_image_any_owner(session: Session, image_id: str) -> ImageRow | None:
 def list_images(
     session: Session, owner: str, limit: int, before_id: str | None
 ) -> Sequence[ImageRow]:
-    query = select(ImageRow).where(ImageRow.owner == owner)
+    query = select(ImageRow).where(ImageRow.owner == owner, ImageRow.deleted_at.is_(None))
     if before_id:
         query = query.where(ImageRow.id < before_id)
     return session.scalars(query.order_by(ImageRow.id.desc()).limit(limit)).all()
@@ -46,7 +108,10 @@ def unfinished_image_ids(session: Session) -> list[str]:
     """Images with work left: what a restarted service must pick up again."""
     query = (
         select(ImageRow.id)
-        .where(ImageRow.status.in_([ImageStatus.PENDING.value, ImageStatus.PROCESSING.value]))
+        .where(
+            ImageRow.status.in_([ImageStatus.PENDING.value, ImageStatus.PROCESSING.value]),
+            ImageRow.deleted_at.is_(None),  # a deleted image's work is abandoned
+        )
         .order_by(ImageRow.id)
     )
     return list(session.scalars(query))
@@ -54,7 +119,11 @@ def unfinished_image_ids(session: Session) -> list[str]:
 
 def count_unfinished(session: Session) -> int:
     unfinished = [ImageStatus.PENDING.value, ImageStatus.PROCESSING.value]
-    query = select(func.count()).select_from(ImageRow).where(ImageRow.status.in_(unfinished))
+    query = (
+        select(func.count())
+        .select_from(ImageRow)
+        .where(ImageRow.status.in_(unfinished), ImageRow.deleted_at.is_(None))
+    )
     return int(session.scalar(query) or 0)
 
 

@@ -79,6 +79,10 @@ class ImageRow(Base):
     phash_b1: Mapped[int | None] = mapped_column(Integer, nullable=True)
     phash_b2: Mapped[int | None] = mapped_column(Integer, nullable=True)
     phash_b3: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # DELETE sets it: the image is hidden at once and purged DELETE_RETENTION_S later.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    # When the original was known to be in the replica store (None: not yet, or no replica).
+    replicated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     variants: Mapped[list[VariantRow]] = relationship(
         back_populates="image",

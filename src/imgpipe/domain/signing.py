@@ -127,3 +127,27 @@ def authorise_render(
             "The signed render URL is not in canonical form; sign it with `imgpipe sign`."
         )
     return options
+
+
+# --- signed variant URLs ----------------------------------------------------------------
+#
+# A variant's URL that needs no key: /v1/images/ID/variants/NAME?v=VERSION&sig=SIG. VERSION
+# names the variant's bytes (its profile digest), so the URL changes whenever they do and a
+# CDN may keep it forever. No expiry: it is what a public page embeds.
+
+
+def variant_message(image_id: str, name: str, version: str) -> str:
+    return f"VARIANT\n/v1/images/{image_id}/variants/{name}\n{version}"
+
+
+def sign_variant(key: bytes, image_id: str, name: str, version: str) -> str:
+    return sign(key, variant_message(image_id, name, version))
+
+
+def verify_variant(
+    keys: Sequence[bytes], image_id: str, name: str, version: str, signature: str
+) -> None:
+    """BadSignature unless one of ``keys`` signed this variant URL."""
+    message = variant_message(image_id, name, version)
+    if not any([verify(k, message, signature) for k in keys]):  # no early exit
+        raise BadSignature("The variant URL's signature does not match.")

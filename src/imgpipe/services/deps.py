@@ -15,7 +15,7 @@ from imgpipe.domain.retry import RetryPolicy
 from imgpipe.domain.webhooks import DEFAULT_RETRY_FOR_S, DEFAULT_SCHEDULE_S
 from imgpipe.jobs.queue import JobQueue, WebhookQueue
 from imgpipe.notify.egress import AllowList, Resolver, system_resolver
-from imgpipe.storage.base import ObjectStore
+from imgpipe.storage.base import ObjectStore, Protection
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,28 @@ class JobSettings:
 
 
 @dataclass(frozen=True)
+class DeliverySettings:
+    """Where browsers fetch variants from (docs/storage.md, "Delivery")."""
+
+    public_base_url: str = ""  # empty: no public URLs, everything as before
+    mode: str = "api"  # "bucket": a CDN serves the bucket; "api": a CDN in front of the API
+    bucket_prefix: str = ""  # object names start with it (s3://bucket/PREFIX)
+    presign_s: int = 0  # >0: the variant route redirects to a presigned GET this long
+
+
+@dataclass(frozen=True)
+class DurabilitySettings:
+    """Originals beyond one copy (docs/storage.md)."""
+
+    replica: ObjectStore | None = None
+    retention_s: float = 604_800.0
+    orphan_grace_s: float = 86_400.0
+    temp_grace_s: float = 3600.0
+    # Filled at start by services.durability.check_protection: store name -> what it keeps.
+    protection: dict[str, Protection | str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ServiceDeps:
     sessions: sessionmaker[Session]  # for work that writes: `with sessions.begin()`
     read_sessions: sessionmaker[Session]  # for queries that only read
@@ -71,3 +93,5 @@ class ServiceDeps:
     jobs: JobSettings = field(default_factory=JobSettings)
     # API_BASE_URL, without a trailing slash; empty: URLs follow each request's Host.
     api_base_url: str = ""
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    durability: DurabilitySettings = field(default_factory=DurabilitySettings)

@@ -17,11 +17,10 @@ from imgpipe.domain.ids import new_image_id
 from imgpipe.domain.profiles import Profile
 from imgpipe.domain.states import ImageStatus, VariantStatus
 from imgpipe.engine.probe import probe
-from imgpipe.services import idempotency, jobs, webhooks
+from imgpipe.services import durability, idempotency, jobs, webhooks
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.services.queries import get_image
 from imgpipe.services.views import ImageView, image_view
-from imgpipe.storage import keys
 from imgpipe.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -80,11 +79,10 @@ def _ingest(
     if callback_url is not None:
         webhooks.check_callback_url(deps, callback_url)
     facts = probe(staged.path, deps.limits)
-    key = keys.original(staged.sha256)
-    if deps.store.exists(key):
-        staged.path.unlink(missing_ok=True)  # same bytes already stored: keep one original
-    else:
-        deps.store.put_file(key, staged.path, staged.sha256)
+    # Same bytes already stored: one original serves both (content-addressed).
+    replicated = durability.store_original(
+        deps, staged.path, staged.sha256, facts.format.media_type
+    )
 
     now = utcnow()
     with deps.sessions.begin() as session:
@@ -104,6 +102,7 @@ def _ingest(
             variants=_variant_rows(profiles),
             due_at=now,
             enqueued_at=now,
+            replicated_at=now if replicated else None,
         )
         session.add(row)
         session.flush()

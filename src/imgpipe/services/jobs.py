@@ -110,6 +110,9 @@ def claim(deps: ServiceDeps, image_id: str) -> tuple[Claim | None, str | None]:
         image = locked_image(session, image_id)
         if image is None or image.due_at is None or image.due_at > now:
             return None, None  # deleted, finished, held by a live lease, or not yet due
+        if image.deleted_at is not None:  # hidden by DELETE: no more work, until a restore
+            image.due_at = None
+            return None, None
         if image.lease_owner is not None:
             expire_lease(deps, session, image, now)
         specs: dict[str, VariantSpec] = {}

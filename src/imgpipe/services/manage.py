@@ -1,16 +1,13 @@
-"""Reprocess and delete: the two use cases that change an existing image."""
+"""Reprocess, delete and restore: the use cases that change an existing image."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
-
 from imgpipe.db import repo
-from imgpipe.db.schema import ImageRow, VariantRow, utcnow
+from imgpipe.db.schema import VariantRow, utcnow
 from imgpipe.domain.errors import NotFound
-from imgpipe.services import jobs
+from imgpipe.services import delivery, jobs
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.services.views import ImageView, image_view
-from imgpipe.storage import keys
 
 
 def reprocess(
@@ -43,18 +40,40 @@ def reprocess(
 
 
 def delete(deps: ServiceDeps, image_id: str, owner: str) -> None:
-    """Remove the image; its stored bytes go once no other image shares them."""
+    """Hide the image at once; the purge sweep removes its bytes DELETE_RETENTION_S later
+    (services/durability.py), and an admin can restore it until then."""
     with deps.sessions.begin() as session:
         image = repo.get_image(session, image_id, owner)
         if image is None:
             raise NotFound(f"No image {image_id}.")
-        sha256 = image.sha256
-        session.delete(image)
+        image.deleted_at = utcnow()
+        # No more work on it: the reconciler hands out only what is due.
+        image.due_at = None
+        image.lease_owner = None
+
+
+def restore(deps: ServiceDeps, image_id: str) -> ImageView:
+    """Undo a DELETE while its retention lasts (admin); 404 once past it or purged."""
+    with deps.sessions.begin() as session:
+        image = repo.get_deleted_image(session, image_id)
+        if image is None:
+            live = repo.get_image_any_owner(session, image_id)
+            if live is not None and live.deleted_at is None:
+                return image_view(live, delivery.public_urls(deps))  # nothing to undo
+            raise NotFound(f"No deleted image {image_id} to restore.")
+        deleted_at = image.deleted_at
+        assert deleted_at is not None
+        if (utcnow() - deleted_at).total_seconds() > deps.durability.retention_s:
+            raise NotFound(
+                f"Image {image_id} was deleted longer than DELETE_RETENTION_S ago; "
+                "it is being purged and cannot be restored."
+            )
+        image.deleted_at = None
+        unfinished = bool(repo.variants_to_do(image))
+        if unfinished:
+            image.due_at = utcnow()
         session.flush()
-        still_used = session.scalar(
-            select(func.count()).select_from(ImageRow).where(ImageRow.sha256 == sha256)
-        )
-    if not still_used:
-        deps.store.delete_prefix(keys.variants_prefix(sha256))
-        deps.store.delete_prefix(keys.renders_prefix(sha256))
-        deps.store.delete(keys.original(sha256))
+        view = image_view(image, delivery.public_urls(deps))
+    if unfinished:
+        jobs.hand_out(deps, image_id)
+    return view

@@ -22,6 +22,7 @@ from imgpipe.jobs.messages import ProcessImage
 from imgpipe.services import jobs, webhooks
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.storage import keys
+from imgpipe.storage.base import PRIVATE_NO_STORE, ObjectMeta
 from imgpipe.telemetry import metrics
 from imgpipe.telemetry.context import image_context
 
@@ -77,7 +78,9 @@ def _render(
 def _store_render_source(deps: ServiceDeps, sha256: str, data: bytes) -> None:
     """A cache, not a variant: a failed write leaves renders to make the copy themselves."""
     try:
-        deps.store.put_bytes(keys.render_source(sha256, render_source.SOURCE_VERSION), data)
+        # A full-size copy of the original's pixels: kept private like the original.
+        meta = ObjectMeta(ImageFormat.JPEG.media_type, PRIVATE_NO_STORE)
+        deps.store.put_bytes(keys.render_source(sha256, render_source.SOURCE_VERSION), data, meta)
     except ImgpipeError:
         log.warning("render source not stored", exc_info=True)
 
@@ -93,7 +96,8 @@ def _store_variants(
         spec = claim.specs[name]
         key = keys.variant(claim.sha256, spec.profile.digest, ImageFormat(outcome.format))
         try:
-            deps.store.put_bytes(key, outcome.data)
+            fmt = ImageFormat(outcome.format)
+            deps.store.put_bytes(key, outcome.data, ObjectMeta.public(fmt.media_type))
         except ImgpipeError as exc:
             results[name] = exc
             continue

@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from imgpipe.db import repo
-from imgpipe.domain.errors import BadRequest, NotFound, NotReady
+from imgpipe.domain.errors import BadRequest, NotFound
 from imgpipe.domain.ids import is_image_id
 from imgpipe.domain.media import ImageFormat
-from imgpipe.domain.states import VariantStatus
+from imgpipe.services import delivery
+from imgpipe.services.delivery import FoundVariant
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.services.views import ImagePage, ImageView, image_view
 from imgpipe.storage import keys
@@ -28,7 +29,7 @@ def get_image(deps: ServiceDeps, image_id: str, owner: str) -> ImageView:
         image = repo.get_image(session, image_id, owner)
         if image is None:
             raise NotFound(f"No image {image_id}.")
-        return image_view(image)
+        return image_view(image, delivery.public_urls(deps))
 
 
 def list_images(deps: ServiceDeps, owner: str, limit: int, cursor: str | None) -> ImagePage:
@@ -40,27 +41,28 @@ def list_images(deps: ServiceDeps, owner: str, limit: int, cursor: str | None) -
         )
     with deps.read_sessions() as session:
         rows = repo.list_images(session, owner, limit + 1, cursor)
-        items = [image_view(r) for r in rows[:limit]]
+        urls = delivery.public_urls(deps)
+        items = [image_view(r, urls) for r in rows[:limit]]
     next_cursor = items[-1].id if len(rows) > limit else None
     return ImagePage(items, next_cursor)
 
 
-def open_variant(deps: ServiceDeps, image_id: str, owner: str, name: str) -> StoredObject:
+def find_variant(deps: ServiceDeps, image_id: str, owner: str, name: str) -> FoundVariant:
+    """The owner's done variant, before any byte is read."""
     with deps.read_sessions() as session:
         image = repo.get_image(session, image_id, owner)
         if image is None:
             raise NotFound(f"No image {image_id}.")
-        variant = repo.variant_by_name(image, name)
-        if variant is None:
-            raise NotFound(f"Image {image_id} has no variant {name!r}.")
-        if variant.status != VariantStatus.DONE.value or variant.storage_key is None:
-            raise NotReady(f"Variant {name!r} is {variant.status}; try again when it is done.")
-        key, fmt, size = variant.storage_key, ImageFormat(variant.format), variant.bytes
-    # The key is content-addressed (original sha256 + profile digest), so it is the ETag.
-    etag = '"' + key.rsplit("/", 2)[-2][:16] + "-" + key.rsplit("/", 1)[-1] + '"'
-    return StoredObject(
-        fmt.media_type, size or deps.store.size(key), etag, deps.store.iter_bytes(key)
-    )
+        return delivery.found(image, name)[1]
+
+
+def open_variant(deps: ServiceDeps, image_id: str, owner: str, name: str) -> StoredObject:
+    return open_found(deps, find_variant(deps, image_id, owner, name))
+
+
+def open_found(deps: ServiceDeps, where: FoundVariant) -> StoredObject:
+    size = where.size or deps.store.size(where.key)
+    return StoredObject(where.media_type, size, where.etag, deps.store.iter_bytes(where.key))
 
 
 def open_original(deps: ServiceDeps, image_id: str, owner: str) -> StoredObject:

@@ -48,6 +48,7 @@ from imgpipe.engine.probe import probe
 from imgpipe.engine.render import render
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.storage import keys
+from imgpipe.storage.base import PRIVATE_NO_STORE, ObjectMeta
 
 RENDERS = Counter("imgpipe_renders", "Render requests served, by cache outcome.", ["outcome"])
 RENDERS_FROM = Counter(
@@ -64,6 +65,9 @@ RENDER_SECONDS = Histogram(
     "Cold render time: probe, decode, steps, encode and store.",
     buckets=(0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2, 4, 8, 15, 30),
 )
+
+# The render source is a full-size copy of the original's pixels: private like it.
+_SOURCE_META = ObjectMeta(ImageFormat.JPEG.media_type, PRIVATE_NO_STORE)
 
 LEGACY = "legacy"  # format=auto for a client that takes neither AVIF nor WebP
 
@@ -233,7 +237,9 @@ def _renderable_sha(deps: ServiceDeps, image_id: str, owner: str | None) -> str:
     return str(row.sha256)
 
 
-_ROW_BY_ID = select(ImageRow.sha256, ImageRow.status).where(ImageRow.id == bindparam("id"))
+_ROW_BY_ID = select(ImageRow.sha256, ImageRow.status).where(
+    ImageRow.id == bindparam("id"), ImageRow.deleted_at.is_(None)
+)
 _ROW_BY_ID_AND_OWNER = _ROW_BY_ID.where(ImageRow.owner == bindparam("owner"))
 _READ_ENGINES: weakref.WeakKeyDictionary[sessionmaker[Session], Engine] = (
     weakref.WeakKeyDictionary()
@@ -291,7 +297,7 @@ def _render_and_store(deps: ServiceDeps, target: RenderTarget) -> bytes:
                 planned=planned,
                 render_source=source_size is not None,
             )
-    deps.store.put_bytes(target.key, rendered.data)
+    deps.store.put_bytes(target.key, rendered.data, ObjectMeta.public(_media_type(rendered.data)))
     RENDERS_FROM.labels("original" if source_size is None else "source").inc()
     RENDER_SECONDS.observe(time.perf_counter() - started)
     return rendered.data
@@ -318,7 +324,9 @@ def _render_source(
         with _LOCKS.hold(key):
             opened = _open_usable_source(deps, key, size, files)
             if opened is None:
-                deps.store.put_bytes(key, render_source.make_source(original, facts, size))
+                deps.store.put_bytes(
+                    key, render_source.make_source(original, facts, size), _SOURCE_META
+                )
                 RENDER_SOURCES_MADE.inc()
                 path = files.enter_context(deps.store.local_file(key))
                 opened = (path, probe(path, deps.limits))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from imgpipe.db.schema import ImageRow, VariantRow
 
@@ -20,6 +20,12 @@ class VariantView:
     url: str
     error: dict[str, str] | None
     attempts: int
+    # Under PUBLIC_BASE_URL, for variants that may be delivered without a key; else None.
+    public_url: str | None = None
+
+
+class PublicUrlMaker(Protocol):
+    def for_variant(self, image: ImageRow, variant: VariantRow) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +62,7 @@ def variant_url(image_id: str, name: str) -> str:
     return f"/v1/images/{image_id}/variants/{name}"
 
 
-def image_view(row: ImageRow) -> ImageView:
+def image_view(row: ImageRow, public: PublicUrlMaker | None = None) -> ImageView:
     metadata = dict(row.image_metadata or {})
     return ImageView(
         id=row.id,
@@ -70,7 +76,10 @@ def image_view(row: ImageRow) -> ImageView:
             frames=row.frames,
             filename=row.filename,
         ),
-        variants={v.name: _variant_view(row.id, v) for v in row.variants},
+        variants={
+            v.name: _variant_view(row.id, v, public.for_variant(row, v) if public else None)
+            for v in row.variants
+        },
         metadata={
             "exif": metadata.get("exif", {}),
             "dominant_colors": metadata.get("dominant_colors", []),
@@ -88,7 +97,7 @@ def image_view(row: ImageRow) -> ImageView:
     )
 
 
-def _variant_view(image_id: str, row: VariantRow) -> VariantView:
+def _variant_view(image_id: str, row: VariantRow, public_url: str | None) -> VariantView:
     error = {"code": row.error_code, "message": row.error or ""} if row.error_code else None
     return VariantView(
         name=row.name,
@@ -100,4 +109,5 @@ def _variant_view(image_id: str, row: VariantRow) -> VariantView:
         url=variant_url(image_id, row.name),
         error=error,
         attempts=row.attempts,
+        public_url=public_url,
     )

@@ -36,6 +36,7 @@ from imgpipe.jobs.messages import DeliverWebhook
 from imgpipe.notify import signing
 from imgpipe.notify.egress import check_url
 from imgpipe.notify.sender import send
+from imgpipe.services import delivery
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.services.views import ImageView, image_view
 
@@ -55,6 +56,8 @@ def image_resource(view: ImageView) -> dict[str, Any]:
     data: dict[str, Any] = _IMAGE_JSON.dump_python(view, mode="json")
     for variant in data["variants"].values():
         variant.pop("name", None)
+        if variant.get("public_url") is None:  # only under PUBLIC_BASE_URL, as in the API
+            variant.pop("public_url", None)
     return data
 
 
@@ -99,7 +102,7 @@ def record_event(deps: ServiceDeps, session: Session, image: ImageRow) -> str | 
     body = {
         "type": event_type.value,
         "timestamp": now.isoformat().replace("+00:00", "Z"),
-        "data": image_resource(image_view(image)),
+        "data": image_resource(image_view(image, delivery.public_urls(deps))),
     }
     session.add(
         WebhookEventRow(

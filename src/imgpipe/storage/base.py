@@ -9,6 +9,54 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+# Variants and renders are content-addressed: a key's bytes never change, so any cache may
+# keep them for a year without asking again (RFC 8246 immutable).
+PUBLIC_IMMUTABLE = "public, max-age=31536000, immutable"
+# Originals are never served publicly (SPEC §5); a browser that opens one saves it.
+PRIVATE_NO_STORE = "private, max-age=0, no-store"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectMeta:
+    """The HTTP headers an object is stored with, so a store or CDN can serve it as is."""
+
+    content_type: str = "application/octet-stream"
+    cache_control: str | None = None
+    content_disposition: str | None = None
+
+    @classmethod
+    def public(cls, media_type: str) -> ObjectMeta:
+        """A variant or a render: public, a year, immutable."""
+        return cls(media_type, PUBLIC_IMMUTABLE)
+
+    @classmethod
+    def original(cls, media_type: str) -> ObjectMeta:
+        """An original: private, downloaded rather than shown inline."""
+        return cls(media_type, PRIVATE_NO_STORE, "attachment")
+
+
+@dataclass(frozen=True, slots=True)
+class Protection:
+    """What a bucket keeps beyond the current copy of an object (S3 versioning, object lock)."""
+
+    versioning: str  # "enabled", "suspended", "off", or "n/a" (a store without versions)
+    object_lock: bool = False
+    lock_mode: str | None = None  # GOVERNANCE / COMPLIANCE default retention, if any
+    lock_days: int | None = None
+
+    def describe(self) -> str:
+        lock = f", object lock {self.lock_mode or 'on'}" if self.object_lock else ""
+        days = f" {self.lock_days}d" if self.lock_days else ""
+        return f"versioning {self.versioning}{lock}{days}"
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    """What ``purge`` removed, and what a bucket's object lock kept (with its reason)."""
+
+    removed: int = 0
+    locked: tuple[str, ...] = ()
+
 
 @dataclass(frozen=True, slots=True)
 class DirectUploadForm:
@@ -30,10 +78,11 @@ class ObjectStore(Protocol):
     missing key.
     """
 
-    def put_file(self, key: str, source: Path, sha256: str) -> None:
-        """Store ``source`` (consumed) under ``key``; verify the stored bytes hash to ``sha256``."""
+    def put_file(self, key: str, source: Path, sha256: str, meta: ObjectMeta | None = None) -> None:
+        """Store ``source`` (consumed) under ``key``; verify the stored bytes hash to ``sha256``.
+        ``meta``: the headers stored with the object (a file store has none to keep)."""
 
-    def put_bytes(self, key: str, data: bytes) -> None: ...
+    def put_bytes(self, key: str, data: bytes, meta: ObjectMeta | None = None) -> None: ...
 
     def get_bytes(self, key: str) -> bytes: ...
 
@@ -52,6 +101,23 @@ class ObjectStore(Protocol):
 
     def check(self) -> None:
         """Raise StorageUnavailable unless the store can be written to now."""
+
+    def list_keys(self, prefix: str) -> Iterator[tuple[str, float]]:
+        """Every key under ``prefix`` (a "directory", non-empty) with its mtime (Unix s)."""
+
+    def set_meta(self, key: str, meta: ObjectMeta) -> bool:
+        """Make the stored headers of ``key`` ``meta``; True if they had to change."""
+
+    def purge(self, key: str) -> PurgeResult:
+        """Remove ``key`` (every key under it when it ends with "/") and, where the store
+        keeps versions, every version of it; what object lock keeps is listed, not raised."""
+
+    def protection(self) -> Protection:
+        """What the store keeps beyond the current copy (versioning, object lock)."""
+
+    def presigned_get(self, key: str, expires_s: int) -> str | None:
+        """A URL that GETs ``key`` without credentials until it expires, or None when this
+        store has no such URLs (a local disk)."""
 
     def direct_upload_form(
         self, key: str, max_bytes: int, expires_s: int

@@ -23,7 +23,7 @@ from imgpipe.domain.errors import (
     NotFound,
     StorageUnavailable,
 )
-from imgpipe.storage.base import DirectUploadForm
+from imgpipe.storage.base import DirectUploadForm, ObjectMeta, Protection, PurgeResult
 from imgpipe.storage.hashing import sha256_file
 
 _CHUNK = 1 << 20
@@ -35,7 +35,9 @@ class LocalStore:
 
     # --- writes ---------------------------------------------------------------------
 
-    def put_file(self, key: str, source: Path, sha256: str) -> None:
+    # A file has no headers of its own: the API sends the same ones an S3 object keeps
+    # (api/routes_images.py), so ``meta`` is accepted and not stored.
+    def put_file(self, key: str, source: Path, sha256: str, meta: ObjectMeta | None = None) -> None:
         target = self._path(key)
         with _os_errors(key):
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -59,7 +61,7 @@ class LocalStore:
                 raise
             _fsync_dir(target.parent)
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes, meta: ObjectMeta | None = None) -> None:
         target = self._path(key)
         with _os_errors(key):
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +126,37 @@ class LocalStore:
             self.root.mkdir(parents=True, exist_ok=True)
             tmp = self._temp_in(self.root)
             tmp.unlink()
+
+    def list_keys(self, prefix: str) -> Iterator[tuple[str, float]]:
+        relative = prefix.strip("/")
+        if not relative:
+            raise ValueError("list_keys needs a non-empty prefix.")
+        top = self._path(relative)
+        for path in sorted(top.rglob("*")):
+            if path.name.startswith(".tmp-"):
+                continue
+            with contextlib.suppress(OSError):
+                stat = path.stat()
+                if path.is_file():
+                    yield path.relative_to(self.root).as_posix(), stat.st_mtime
+
+    def set_meta(self, key: str, meta: ObjectMeta) -> bool:
+        return False  # nothing stored to repair: the API sends the headers
+
+    def purge(self, key: str) -> PurgeResult:
+        if key.endswith("/"):
+            removed = sum(1 for _ in self.list_keys(key))
+            self.delete_prefix(key)
+            return PurgeResult(removed)
+        existed = self.exists(key)
+        self.delete(key)
+        return PurgeResult(int(existed))
+
+    def protection(self) -> Protection:
+        return Protection("n/a")
+
+    def presigned_get(self, key: str, expires_s: int) -> str | None:
+        return None
 
     # --- helpers --------------------------------------------------------------------
 

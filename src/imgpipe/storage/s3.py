@@ -40,8 +40,9 @@ from imgpipe.domain.errors import (
     NotFound,
     StorageUnavailable,
 )
-from imgpipe.storage.base import DirectUploadForm
+from imgpipe.storage.base import DirectUploadForm, ObjectMeta, Protection, PurgeResult
 from imgpipe.storage.hashing import sha256_file
+from imgpipe.storage.tempfiles import S3_TEMP_PREFIX
 
 _CHUNK = 1 << 20
 # DeleteObjects takes at most 1000 keys per request.
@@ -56,6 +57,8 @@ _CHECKSUM_CODES = frozenset(
     {"BadDigest", "XAmzContentChecksumMismatch", "XAmzContentSHA256Mismatch"}
 )
 _FULL_CODES = frozenset({"XMinioStorageFull", "InsufficientStorage"})
+# What DeleteObjects answers for a version that object lock (retention or legal hold) keeps.
+_LOCKED_CODES = frozenset({"AccessDenied", "InvalidRequest", "ObjectLocked"})
 
 
 class PresignedPost(TypedDict):
@@ -138,7 +141,7 @@ class S3Store:
 
     # --- writes ---------------------------------------------------------------------
 
-    def put_file(self, key: str, source: Path, sha256: str) -> None:
+    def put_file(self, key: str, source: Path, sha256: str, meta: ObjectMeta | None = None) -> None:
         name = self._name(key)
         with _storage_errors(key):
             # Checked here as well as by the store: a server that keeps the checksum header
@@ -147,15 +150,15 @@ class S3Store:
             if sha256_file(source) != sha256:
                 raise ChecksumMismatch(f"Bytes staged for {key} do not match their sha256.")
             with source.open("rb") as body:
-                self._put(name, body, bytes.fromhex(sha256))
+                self._put(name, body, bytes.fromhex(sha256), meta)
         source.unlink(missing_ok=True)
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes, meta: ObjectMeta | None = None) -> None:
         name = self._name(key)
         with _storage_errors(key):
-            self._put(name, data, hashlib.sha256(data).digest())
+            self._put(name, data, hashlib.sha256(data).digest(), meta)
 
-    def _put(self, name: str, body: Any, digest: bytes) -> None:
+    def _put(self, name: str, body: Any, digest: bytes, meta: ObjectMeta | None) -> None:
         self._client.put_object(
             Bucket=self.bucket,
             Key=name,
@@ -164,6 +167,9 @@ class S3Store:
             # is what the AWS SDKs send with it, and moto keeps the checksum only with it.
             ChecksumAlgorithm="SHA256",
             ChecksumSHA256=base64.b64encode(digest).decode("ascii"),
+            # Stored with the object and sent back on every GET: a bucket behind a CDN
+            # serves it with the right type and caching, no API process in the way.
+            **_meta_args(meta or ObjectMeta()),
         )
 
     # --- reads ----------------------------------------------------------------------
@@ -187,7 +193,7 @@ class S3Store:
     @contextlib.contextmanager
     def local_file(self, key: str) -> Iterator[Path]:
         with _storage_errors(key):
-            fh = tempfile.NamedTemporaryFile(prefix="imgpipe-s3-", delete=False)  # noqa: SIM115
+            fh = tempfile.NamedTemporaryFile(prefix=S3_TEMP_PREFIX, delete=False)  # noqa: SIM115
         path = Path(fh.name)
         try:
             with _storage_errors(key), fh:
@@ -249,6 +255,111 @@ class S3Store:
                 f"S3 did not delete {len(errors)} object(s), e.g. {first.get('Key')}: "
                 f"{first.get('Code')} {first.get('Message', '')}".rstrip()
             )
+
+    # --- metadata, versions, protection -------------------------------------------
+
+    def list_keys(self, prefix: str) -> Iterator[tuple[str, float]]:
+        relative = prefix.strip("/")
+        if not relative:
+            raise ValueError("list_keys needs a non-empty prefix.")
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        with _storage_errors(prefix):
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._name(relative) + "/"
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield item["Key"][strip:], item["LastModified"].timestamp()
+
+    def set_meta(self, key: str, meta: ObjectMeta) -> bool:
+        head = self._head(key)
+        current = ObjectMeta(
+            head.get("ContentType", "binary/octet-stream"),
+            head.get("CacheControl"),
+            head.get("ContentDisposition"),
+        )
+        if current == meta:
+            return False
+        name = self._name(key)
+        with _storage_errors(key):
+            # A copy onto itself is how S3 changes an object's headers; REPLACE takes the
+            # new ones instead of the old, and the checksum is computed again.
+            self._client.copy_object(
+                Bucket=self.bucket,
+                Key=name,
+                CopySource={"Bucket": self.bucket, "Key": name},
+                MetadataDirective="REPLACE",
+                ChecksumAlgorithm="SHA256",
+                **_meta_args(meta),
+            )
+        return True
+
+    def purge(self, key: str) -> PurgeResult:
+        prefix = key.endswith("/")
+        name = self._name(key.strip("/")) + ("/" if prefix else "")
+        removed, locked = 0, []
+        with _storage_errors(key):
+            pages = self._client.get_paginator("list_object_versions").paginate(
+                Bucket=self.bucket, Prefix=name
+            )
+            for page in pages:
+                versions = [
+                    {"Key": v["Key"], "VersionId": v["VersionId"]}
+                    for kind in ("Versions", "DeleteMarkers")
+                    for v in page.get(kind, [])
+                    if prefix or v["Key"] == name
+                ]
+                for start in range(0, len(versions), _DELETE_BATCH):
+                    batch = versions[start : start + _DELETE_BATCH]
+                    answer = self._client.delete_objects(
+                        Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                    )
+                    errors = answer.get("Errors", [])
+                    removed += len(batch) - len(errors)
+                    for error in errors:
+                        if error.get("Code") in _LOCKED_CODES:
+                            locked.append(
+                                f"{error.get('Key')} version {error.get('VersionId')}: "
+                                f"{error.get('Code')} {error.get('Message', '')}".rstrip()
+                            )
+                        else:
+                            raise StorageUnavailable(
+                                f"S3 did not delete {error.get('Key')}: {error.get('Code')}"
+                            )
+        return PurgeResult(removed, tuple(locked))
+
+    def protection(self) -> Protection:
+        with _storage_errors(f"bucket {self.bucket}"):
+            status = self._client.get_bucket_versioning(Bucket=self.bucket).get("Status")
+            try:
+                lock = self._client.get_object_lock_configuration(Bucket=self.bucket)
+            except ClientError as exc:
+                # No lock configured is an error answer (ObjectLockConfigurationNotFoundError).
+                if "ObjectLock" not in str(exc.response.get("Error", {}).get("Code", "")):
+                    raise
+                lock = {}
+        config = lock.get("ObjectLockConfiguration", {})
+        retention = config.get("Rule", {}).get("DefaultRetention", {})
+        days = retention.get("Days") or (
+            retention["Years"] * 365 if retention.get("Years") else None
+        )
+        return Protection(
+            versioning=str(status).lower() if status else "off",
+            object_lock=config.get("ObjectLockEnabled") == "Enabled",
+            lock_mode=retention.get("Mode"),
+            lock_days=days,
+        )
+
+    def presigned_get(self, key: str, expires_s: int) -> str | None:
+        if not 1 <= expires_s <= _MAX_PRESIGN_S:
+            raise ValueError(f"expires_s must be 1..{_MAX_PRESIGN_S}, not {expires_s}.")
+        with _storage_errors(key):
+            url: str = self._client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": self._name(key)},
+                ExpiresIn=expires_s,
+            )
+        return url
 
     # --- health and direct uploads --------------------------------------------------
 
@@ -319,6 +430,15 @@ class S3Store:
                 Bucket=self.bucket, Key=self._name(key)
             )
         return answer
+
+
+def _meta_args(meta: ObjectMeta) -> dict[str, str]:
+    args = {"ContentType": meta.content_type}
+    if meta.cache_control:
+        args["CacheControl"] = meta.cache_control
+    if meta.content_disposition:
+        args["ContentDisposition"] = meta.content_disposition
+    return args
 
 
 def _check_key(key: str) -> None:

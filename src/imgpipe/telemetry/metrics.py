@@ -40,3 +40,20 @@ HTTP_SECONDS = Histogram(
     ["method", "route", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+# Durability sweeps (services/durability.py).
+PURGED = Counter(
+    "imgpipe_purged_images",
+    "Deleted images purged after DELETE_RETENTION_S, by outcome (purged, locked: object "
+    "lock kept some versions).",
+    ["outcome"],
+)
+REPLICA_COPIES = Counter(
+    "imgpipe_replica_copies", "Originals the sweep copied into the replica store it missed."
+)
+ORPHANS_REMOVED = Counter(
+    "imgpipe_orphan_originals_removed", "Originals no record names, removed by the sweep."
+)
+TEMP_FILES_REMOVED = Counter(
+    "imgpipe_temp_files_removed",
+    "Temporary files killed processes left behind (imgpipe-s3-* downloads), removed.",
+)
