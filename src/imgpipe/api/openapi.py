@@ -29,6 +29,7 @@ _PROBLEM = {
 
 # What each status means here, with the problem codes it carries.
 _MEANING = {
+    302: "A redirect to a short-lived presigned GET of the object (`VARIANT_PRESIGN_S`).",
     304: "Not modified (`If-None-Match` matched the `ETag`).",
     400: "`bad_request`, `bad_option`, `bad_callback_url`: the request is not valid.",
     401: "`unauthorized`: a key is needed, or the one sent is unknown or revoked.",
@@ -58,7 +59,9 @@ RESPONSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/v1/images/{image_id}"): (*_V1, 404),
     ("get", "/v1/images/{image_id}/similar"): (*_V1, 404, 409),
     ("delete", "/v1/images/{image_id}"): (*_V1, 404),
-    ("get", "/v1/images/{image_id}/variants/{name}"): (*_V1, 304, 404, 409),
+    ("get", "/v1/images/{image_id}/variants/{name}"): (*_V1, 302, 304, 403, 404, 409),
+    ("post", "/v1/images/{image_id}/render-url"): (*_V1, 404),
+    ("post", "/v1/admin/images/{image_id}/restore"): (*_V1, 403, 404, 409),
     ("get", "/v1/images/{image_id}/original"): (*_V1, 304, 404),
     ("post", "/v1/images/{image_id}/reprocess"): (*_V1, 404),
     ("get", "/v1/images/{image_id}/webhooks"): (*_V1, 404),
@@ -98,8 +101,8 @@ def document(schema: dict[str, Any]) -> dict[str, Any]:
             if path == "/readyz" and "200" in responses:
                 responses["503"] = {**responses["200"], "description": "Not ready: see checks."}
             for code in sorted(set(codes)):
-                if code == 304:
-                    responses["304"] = {"description": _MEANING[304]}
+                if code in (302, 304):
+                    responses[str(code)] = {"description": _MEANING[code]}
                 else:
                     responses[str(code)] = {"description": _MEANING[code], "content": problem}
     return schema
