@@ -188,9 +188,7 @@ def _probe_bmp(path: Path) -> ProbeResult:
     # Pillow decodes to RGB, or RGBA at 32 bits a pixel; its RLE decoder is Python, the
     # slow case the ratio check (_check_cost) is for.
     alpha = bpp == 32
-    return ProbeResult(
-        ImageFormat.BMP, width, height, has_alpha=alpha, bands=4 if alpha else 3
-    )
+    return ProbeResult(ImageFormat.BMP, width, height, has_alpha=alpha, bands=4 if alpha else 3)
 
 
 def _probe_heic(path: Path) -> ProbeResult:
