@@ -82,7 +82,8 @@ def decode_array(path: Path, fmt: str) -> tuple[Any, bytes | None]:
         import pi_heif
 
         heif = pi_heif.open_heif(str(path), convert_hdr_to_8bit=True)
-        array = np.asarray(heif)
+        # A copy: pi-heif's array view does not keep the decoded buffer alive past ``heif``.
+        array = np.array(heif, copy=True)
         icc = heif.info.get("icc_profile")
     else:
         from PIL import Image
