@@ -8,9 +8,7 @@ decoder's child process, not after the step.
 
 from __future__ import annotations
 
-import struct
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ import pytest
 import pyvips
 from PIL import Image
 
+from hostileimages import png_header_only, rle8_bmp, tiff_with_directories
 from imgpipe.domain.errors import ProcessTimeout, TooManyFrames, TooManyPixels
 from imgpipe.domain.media import ImageFormat, Limits, ProbeCache, ProbeResult
 from imgpipe.domain.profiles import Profile, VariantSpec
@@ -31,66 +30,6 @@ LIMITS = Limits(26_214_400, 268_435_456, 500)  # the defaults, MAX_DECODE_BYTES 
 # A refusal from the header reads a few hundred bytes; the bound is for "did not decode",
 # with many times the headroom on a loaded two-core machine.
 HEADER_BOUND_S = 10.0
-
-
-def _rle8_bmp(width: int, height: int, run: int) -> bytes:
-    """An RLE8 BMP whose rows are runs of ``run`` pixels (2 bytes each), then end of line."""
-    pairs = bytearray()
-    for i in range(width // run):
-        pairs += bytes((run, i % 256))
-    if width % run:
-        pairs += bytes((width % run, 0))
-    row = bytes(pairs) + b"\x00\x00"
-    data = row * height + b"\x00\x01"
-    palette = b"".join(bytes((i, 255 - i, i // 2, 0)) for i in range(256))
-    offset = 14 + 40 + len(palette)
-    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(data), 2835, 2835, 256, 0)
-    head = b"BM" + struct.pack("<IHHI", offset + len(data), 0, 0, offset)
-    return head + info + palette + data
-
-
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    crc = zlib.crc32(kind + body)
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
-
-def _png_header_only(width: int, height: int, bit_depth: int, colour: int, interlace: int) -> bytes:
-    """A PNG whose IHDR declares the image and whose one IDAT holds a sliver of it."""
-    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour, 0, 0, interlace)
-    idat = zlib.compress(b"\x00" * 65536)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", ihdr)
-        + _png_chunk(b"IDAT", idat)
-        + _png_chunk(b"IEND", b"")
-    )
-
-
-def _tiff_with_directories(count: int) -> bytes:
-    """A valid 1x1 grey TIFF whose first directory chains to ``count`` - 1 empty ones."""
-    entries = [
-        (256, 3, 1, 1),  # ImageWidth
-        (257, 3, 1, 1),  # ImageLength
-        (258, 3, 1, 8),  # BitsPerSample
-        (259, 3, 1, 1),  # Compression: none
-        (262, 3, 1, 1),  # Photometric: min-is-black
-        (273, 4, 1, 8),  # StripOffsets: the pixel right after the header
-        (277, 3, 1, 1),  # SamplesPerPixel
-        (278, 3, 1, 1),  # RowsPerStrip
-        (279, 4, 1, 1),  # StripByteCounts
-    ]
-    first = 12  # header (8) + one pixel, padded
-    chain = first + 2 + 12 * len(entries) + 4
-    body = struct.pack("<H", len(entries))
-    for tag, kind, n, value in entries:
-        packed = struct.pack("<H", value) + b"\0\0" if kind == 3 else struct.pack("<I", value)
-        body += struct.pack("<HHI", tag, kind, n) + packed
-    body += struct.pack("<I", chain if count > 1 else 0)
-    empties = bytearray()
-    for i in range(1, count):
-        at = chain + 6 * (i - 1)
-        empties += struct.pack("<HI", 0, at + 6 if i < count - 1 else 0)
-    return b"II*\0" + struct.pack("<I", first) + b"\x80\0\0\0" + body + bytes(empties)
 
 
 def _spec(name: str, width: int, height: int) -> VariantSpec:
@@ -108,7 +47,7 @@ def _probe_refuses(path: Path, error: type[Exception]) -> str:
 
 def test_an_rle_bmp_bomb_is_refused_from_its_header(tmp_path: Path) -> None:
     path = tmp_path / "bomb.bmp"
-    path.write_bytes(_rle8_bmp(16384, 16384, 255))  # about 2 MB declaring 805 MB of pixels
+    path.write_bytes(rle8_bmp(16384, 16384, 255))  # about 2 MB declaring 805 MB of pixels
     assert path.stat().st_size < 3_000_000
     message = _probe_refuses(path, TooManyPixels)
     assert "times its size" in message
@@ -116,7 +55,7 @@ def test_an_rle_bmp_bomb_is_refused_from_its_header(tmp_path: Path) -> None:
 
 def test_an_ordinary_rle_bmp_is_still_accepted(tmp_path: Path) -> None:
     path = tmp_path / "small.bmp"
-    path.write_bytes(_rle8_bmp(640, 480, 255))  # ratio 380, but 1 MB decoded
+    path.write_bytes(rle8_bmp(640, 480, 255))  # ratio 380, but 1 MB decoded
     facts = probe(path, LIMITS)
     assert (facts.width, facts.height, facts.bands) == (640, 480, 3)
 
@@ -124,7 +63,7 @@ def test_an_ordinary_rle_bmp_is_still_accepted(tmp_path: Path) -> None:
 def test_a_16_bit_interlaced_png_over_the_decode_budget_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "deep.png"
     # 16384 x 16384 = MAX_PIXELS itself, but 16-bit RGBA: 2 GiB to decode.
-    path.write_bytes(_png_header_only(16384, 16384, 16, 6, 1))
+    path.write_bytes(png_header_only(16384, 16384, 16, 6, 1))
     message = _probe_refuses(path, TooManyPixels)
     assert "MAX_DECODE_BYTES" in message
     assert "x 4 bands x 2 bytes" in message
@@ -159,7 +98,7 @@ def test_an_animation_is_counted_over_all_its_frames(tmp_path: Path) -> None:
 
 def test_a_tiff_of_200000_directories_is_refused_without_walking_them(tmp_path: Path) -> None:
     path = tmp_path / "ifds.tif"
-    path.write_bytes(_tiff_with_directories(200_000))
+    path.write_bytes(tiff_with_directories(200_000))
     assert path.stat().st_size < 2_000_000
     message = _probe_refuses(path, TooManyFrames)
     assert "more than 500 pages" in message
@@ -167,7 +106,7 @@ def test_a_tiff_of_200000_directories_is_refused_without_walking_them(tmp_path: 
 
 def test_a_tiff_with_a_few_pages_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "few.tif"
-    path.write_bytes(_tiff_with_directories(3))
+    path.write_bytes(tiff_with_directories(3))
     facts = probe(path, LIMITS)
     assert (facts.format, facts.width, facts.height) == (ImageFormat.TIFF, 1, 1)
 
@@ -176,7 +115,7 @@ def _slow_rle_bmp(tmp_path: Path) -> tuple[Path, ProbeResult]:
     """Under every budget (ratio 90) and slow for Pillow's Python RLE decoder: tens of
     seconds in process."""
     path = tmp_path / "slow.bmp"
-    path.write_bytes(_rle8_bmp(12000, 12000, 60))
+    path.write_bytes(rle8_bmp(12000, 12000, 60))
     return path, probe(path, LIMITS)
 
 
@@ -199,7 +138,7 @@ def test_the_child_decoder_has_its_own_memory_limit(tmp_path: Path) -> None:
 
 def test_the_child_decoder_gives_pillows_pixels(tmp_path: Path) -> None:
     path = tmp_path / "small.bmp"
-    path.write_bytes(_rle8_bmp(64, 48, 7))
+    path.write_bytes(rle8_bmp(64, 48, 7))
     pixels, width, height, bands, _icc = decode_isolated(
         path, "bmp", timeout_s=60, memory_bytes=2 << 30
     )
