@@ -2,7 +2,8 @@
 
 pyvips-binary decodes JPEG, PNG, WebP, GIF, TIFF and AV1 (AVIF), but not HEVC-coded HEIC
 (the iPhone default) nor BMP. Those two are decoded by pi-heif (decode-only libheif with
-libde265) and Pillow into memory and handed to the same pipeline, as are camera RAW
+libde265) and Pillow, in a child process with its own memory limit and the deadline as
+its wall timeout (engine/isolated.py), and handed to the same pipeline, as are camera RAW
 (LibRaw through rawpy: engine/raw.py) and JPEG XL (libjxl through imagecodecs, the `jxl`
 extra: engine/jxl.py). The registry (domain/formats.py) names each format's loader.
 Loaders are always named explicitly: libvips' own sniffing would happily open SVG or PDF.
