@@ -34,14 +34,14 @@ _ANIMATED_FORMATS = frozenset(f for f, spec in FORMATS.items() if spec.animation
 
 _SAMPLE_BYTES = {"uchar": 1, "char": 1, "ushort": 2, "short": 2, "uint": 4, "int": 4}
 
-# Formats decoded whole, into memory, by a decoder libvips cannot interrupt (Pillow's BMP,
-# whose RLE decoder is Python; pi-heif), in a child process (engine/isolated.py). Their
-# decode costs time in proportion to the pixels, so a file that declares far more pixels
-# than its bytes can hold is refused before decoding: a 2 MB RLE BMP declaring
-# 16384x16384 (a ratio of 400) took 26-30 s and 2.8 GB. Real photos and scans stay far
-# below (HEIC photos 10-40, RLE BMP scans of text 20-60); flat images small enough to
-# decode quickly stay under the floor whatever their ratio.
-ISOLATED_FORMATS = frozenset({ImageFormat.BMP, ImageFormat.HEIC})
+# BMP is decoded whole by Pillow, whose RLE decoder is Python: a few megapixels a second.
+# A BMP that declares far more pixels than its bytes can hold is refused before decoding:
+# a 2 MB RLE BMP declaring 16384x16384 (a ratio of 400) took 26-30 s and 2.8 GB. Scans
+# and screenshots stay far below (RLE BMPs of text 20-60); flat images small enough to
+# decode quickly stay under the floor whatever their ratio. pi-heif decodes in C, and a
+# flat HEIC photo may compress 200 to 1, so HEIC has only the memory budget (and the
+# child process's limits, engine/isolated.py).
+RATIO_FORMATS = frozenset({ImageFormat.BMP})
 MAX_DECODE_RATIO = 100
 DECODE_RATIO_FLOOR = 64 << 20  # decoded bytes below which any ratio is fine
 
@@ -93,7 +93,7 @@ def _check_directories(path: Path, limits: Limits) -> None:
 
 def _check_cost(result: ProbeResult, file_bytes: int, limits: Limits) -> None:
     """The decode budget: memory from the header (MAX_DECODE_BYTES), and, for decoders
-    that work whole and cannot be interrupted, the pixels each byte of the file declares."""
+    that work slowly in Python (Pillow's BMP RLE), the pixels each byte of the file declares."""
     need = result.decode_bytes
     if need > limits.max_decode_bytes:
         raise TooManyPixels(
@@ -103,7 +103,7 @@ def _check_cost(result: ProbeResult, file_bytes: int, limits: Limits) -> None:
             f"at most {limits.max_decode_bytes} are allowed (MAX_DECODE_BYTES)."
         )
     ratio = need / max(1, file_bytes)
-    if result.format in ISOLATED_FORMATS and need > DECODE_RATIO_FLOOR and ratio > MAX_DECODE_RATIO:
+    if result.format in RATIO_FORMATS and need > DECODE_RATIO_FLOOR and ratio > MAX_DECODE_RATIO:
         raise TooManyPixels(
             f"The {result.format.value.upper()} file of {file_bytes} bytes declares "
             f"{result.width}x{result.height} pixels, {ratio:.0f} times its size once "
