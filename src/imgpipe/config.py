@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     max_frames: int = Field(default=500, gt=0)
     # Progressive JPEGs decode whole (about 3.4 bytes of memory a pixel): their own budget.
     max_progressive_pixels: int = Field(default=100_000_000, gt=0)
+    # One decoded image (w x h x bands x bytes per sample x frames); README explains 1 GiB.
+    max_decode_bytes: int = Field(default=1 << 30, gt=0)
     process_timeout_s: float = Field(default=30.0, gt=0)
     signing_key: SecretStr | None = None
     profiles_file: Path | None = None
@@ -230,6 +232,7 @@ class Settings(BaseSettings):
             self.max_pixels,
             self.max_frames,
             self.max_progressive_pixels,
+            self.max_decode_bytes,
         )
 
     @property

@@ -7,6 +7,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from hostileimages import png_header_only, rle8_bmp, tiff_with_directories
+
 from . import images
 from .conftest import (
     MAX_UPLOAD_BYTES,
@@ -47,6 +49,30 @@ BAD_UPLOADS = [
         422,
         "too_many_frames",
         id="10000-frame-gif",
+    ),
+    pytest.param(
+        lambda: rle8_bmp(16384, 16384, 255),
+        "bomb.bmp",
+        "image/bmp",
+        422,
+        "too_many_pixels",
+        id="2mb-rle-bmp-declaring-16384x16384",
+    ),
+    pytest.param(
+        lambda: png_header_only(16384, 16384, 16, 6, 1),
+        "deep.png",
+        "image/png",
+        422,
+        "too_many_pixels",
+        id="16-bit-rgba-png-over-max-decode-bytes",
+    ),
+    pytest.param(
+        lambda: tiff_with_directories(200_000),
+        "pages.tif",
+        "image/tiff",
+        422,
+        "too_many_frames",
+        id="tiff-of-200000-directories",
     ),
     pytest.param(
         lambda: images.oversized_jpeg(MAX_UPLOAD_BYTES + 1024 * 1024),

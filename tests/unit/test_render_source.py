@@ -132,14 +132,27 @@ def test_the_worker_keeps_an_upright_metadata_free_copy_of_a_large_photo(
     "data",
     [
         pytest.param(photo(1600, 1200, seed=2), id="not-much-larger-than-the-copy"),
-        pytest.param(rgba_png(4000, 3000), id="alpha"),
     ],
 )
-def test_no_copy_where_it_would_save_nothing_or_lose_alpha(deps: ServiceDeps, data: bytes) -> None:
+def test_no_copy_where_it_would_save_nothing(deps: ServiceDeps, data: bytes) -> None:
     image_id, sha = upload(deps, data)
     assert not deps.store.exists(source_key(sha))
     assert render(deps, image_id, "w=300")[0]  # renders still work, from the original
     assert not deps.store.exists(source_key(sha))
+
+
+def test_an_image_with_alpha_gets_a_lossless_copy_that_keeps_it(deps: ServiceDeps) -> None:
+    image_id, sha = upload(deps, rgba_png(4000, 3000))
+    copy = pyvips.Image.new_from_buffer(deps.store.get_bytes(source_key(sha)), "")
+    assert copy.get("vips-loader") == "pngload_buffer"
+    assert (copy.width, copy.height, copy.bands) == (1440, 1080, 4)
+    before = renders_made("source")
+    data, _ = render(deps, image_id, "w=300&format=png")
+    assert renders_made("source") == before + 1
+    out = pyvips.Image.new_from_buffer(data, "")
+    assert (out.width, out.bands) == (300, 4)
+    alpha = out.extract_band(3)
+    assert abs(alpha.avg() - 128) < 2  # the transparency survived the copy
 
 
 def test_renders_from_the_copy_look_like_renders_from_the_original(

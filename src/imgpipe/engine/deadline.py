@@ -1,8 +1,18 @@
-"""A time budget checked between pipeline steps (PROCESS_TIMEOUT_S)."""
+"""A time budget (PROCESS_TIMEOUT_S), checked between pipeline steps and inside libvips.
+
+Between steps is not enough: one step (the decode of a 500-frame animation, its encode)
+can run for minutes. ``watch`` hooks the deadline into libvips' progress signal, which
+libvips emits as it computes an image; once the deadline has passed, the handler sets
+the image's kill flag and libvips abandons the computation with an error, which
+``stopped`` turns into ``ProcessTimeout``. Decoders libvips cannot interrupt run in a
+child process with a wall timeout taken from ``remaining`` (engine/isolated.py).
+Neither hook changes a byte of the output.
+"""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from imgpipe.domain.errors import ProcessTimeout
 
@@ -12,6 +22,32 @@ class Deadline:
         self._seconds = seconds
         self._ends = None if seconds is None else time.monotonic() + seconds
 
+    @property
+    def expired(self) -> bool:
+        return self._ends is not None and time.monotonic() > self._ends
+
+    def remaining(self) -> float | None:
+        """Seconds left, or None for no deadline."""
+        return None if self._ends is None else max(0.0, self._ends - time.monotonic())
+
     def check(self, step: str) -> None:
-        if self._ends is not None and time.monotonic() > self._ends:
-            raise ProcessTimeout(f"Processing ran past {self._seconds:g} s (at step {step}).")
+        if self.expired:
+            raise self.error(step)
+
+    def error(self, step: str) -> ProcessTimeout:
+        return ProcessTimeout(f"Processing ran past {self._seconds:g} s (at step {step}).")
+
+    def watch(self, image: Any) -> Any:
+        """``image``, with libvips told to stop computing it (and every image made from
+        it) once the deadline has passed. A no-op without a deadline."""
+        if self._ends is None:
+            return image
+        ends = self._ends
+
+        def on_eval(target: Any, _progress: Any) -> None:
+            if time.monotonic() > ends:
+                target.set_kill(True)
+
+        image.set_progress(True)
+        image.signal_connect("eval", on_eval)
+        return image

@@ -2,7 +2,8 @@
 
 pyvips-binary decodes JPEG, PNG, WebP, GIF, TIFF and AV1 (AVIF), but not HEVC-coded HEIC
 (the iPhone default) nor BMP. Those two are decoded by pi-heif (decode-only libheif with
-libde265) and Pillow into memory and handed to the same pipeline, as are camera RAW
+libde265) and Pillow, in a child process with its own memory limit and the deadline as
+its wall timeout (engine/isolated.py), and handed to the same pipeline, as are camera RAW
 (LibRaw through rawpy: engine/raw.py) and JPEG XL (libjxl through imagecodecs, the `jxl`
 extra: engine/jxl.py). The registry (domain/formats.py) names each format's loader.
 Loaders are always named explicitly: libvips' own sniffing would happily open SVG or PDF.
@@ -13,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyvips
 
 from imgpipe.domain.formats import FORMATS, Loader
@@ -41,10 +41,24 @@ def open_heif(path: Path) -> Any:
     return pi_heif.open_heif(str(path), convert_hdr_to_8bit=True)
 
 
-def decode_to_vips(path: Path, fmt: ImageFormat, at_least: tuple[int, int] | None = None) -> Any:
+# A decode in the child process with no deadline to keep (the batch CLI's probes, tests)
+# still gets a wall limit.
+ISOLATED_TIMEOUT_S = 120.0
+
+
+def decode_to_vips(
+    path: Path,
+    fmt: ImageFormat,
+    at_least: tuple[int, int] | None = None,
+    *,
+    timeout_s: float | None = None,
+    decode_bytes: int = 0,
+) -> Any:
     """Fully decode a HEIC, BMP, camera RAW or JPEG XL into a libvips image (sRGB or with
     its ICC attached). ``at_least``: the size the caller shrinks to, which lets a camera
-    RAW skip the full-size demosaic when half the sensor covers it."""
+    RAW skip the full-size demosaic when half the sensor covers it. HEIC and BMP are
+    decoded in a child process (engine/isolated.py) bounded by ``timeout_s`` and by
+    memory for ``decode_bytes`` (the probe's figure)."""
     loader = FORMATS[fmt].loader
     if loader is Loader.RAWPY:
         from imgpipe.engine.raw import decode_raw
@@ -54,29 +68,17 @@ def decode_to_vips(path: Path, fmt: ImageFormat, at_least: tuple[int, int] | Non
         from imgpipe.engine.jxl import decode_jxl
 
         return decode_jxl(path)
-    if fmt is ImageFormat.HEIC:
-        heif = open_heif(path)
-        array = np.asarray(heif)
-        icc = heif.info.get("icc_profile")
-    elif fmt is ImageFormat.BMP:
-        from PIL import Image
-
-        # Our own MAX_PIXELS was enforced from the header already; Pillow's separate bomb
-        # guard (a lower default) must not turn an accepted image into a crash.
-        Image.MAX_IMAGE_PIXELS = None
-        with Image.open(path) as im:
-            im.load()
-            rgb = im.convert("RGBA" if "A" in im.getbands() else "RGB")
-            array = np.asarray(rgb)
-            icc = im.info.get("icc_profile")
-    else:  # pragma: no cover - callers route libvips formats elsewhere
+    if fmt not in (ImageFormat.HEIC, ImageFormat.BMP):  # pragma: no cover - routed elsewhere
         raise ValueError(f"{fmt} is decoded by libvips")
-    if array.ndim == 2:
-        array = array[:, :, np.newaxis]
-    height, width, bands = array.shape
-    image = pyvips.Image.new_from_memory(
-        np.ascontiguousarray(array).tobytes(), width, height, bands, "uchar"
+    from imgpipe.engine.isolated import decode_isolated, memory_limit
+
+    pixels, width, height, bands, icc = decode_isolated(
+        path,
+        fmt.value,
+        timeout_s=ISOLATED_TIMEOUT_S if timeout_s is None else timeout_s,
+        memory_bytes=memory_limit(decode_bytes),
     )
+    image = pyvips.Image.new_from_memory(pixels, width, height, bands, "uchar")
     image = image.copy(interpretation="srgb" if bands >= 3 else "b-w")
     if icc:
         image.set_type(pyvips.GValue.blob_type, "icc-profile-data", icc)

@@ -66,9 +66,10 @@ class RenderResult:
 class _Base:
     """The worker's pixels: one base decode, resized to each plan's decode size."""
 
-    def __init__(self, path: Path, probe: ProbeResult) -> None:
+    def __init__(self, path: Path, probe: ProbeResult, deadline: Deadline) -> None:
         self.path = path
         self.probe = probe
+        self.deadline = deadline
         self.animated = probe.animated
         self.source_bytes = path.stat().st_size
         self._base: Any | None = None
@@ -79,15 +80,17 @@ class _Base:
         if self._base is None:
             size = base_size(self.probe.upright_size)
             # Materialised once: every variant below reads these pixels, not the file.
-            self._base = decode(self.path, self.probe, size, all_frames=False).copy_memory()
+            self._base = decode(
+                self.path, self.probe, size, all_frames=False, deadline=self.deadline
+            ).copy_memory()
         return self._base
 
     def upright(self, size: tuple[int, int], *, all_frames: bool) -> Any:
         if all_frames:
-            return decode(self.path, self.probe, size, all_frames=True)
+            return decode(self.path, self.probe, size, all_frames=True, deadline=self.deadline)
         if size[0] <= self.base.width and size[1] <= self.base.height:
             return resize(self.base, size)
-        return decode(self.path, self.probe, size, all_frames=False)
+        return decode(self.path, self.probe, size, all_frames=False, deadline=self.deadline)
 
     def faces_at(self, size: tuple[int, int]) -> list[faces.Box]:
         if self._faces is None:
@@ -105,7 +108,7 @@ def render_variants(
     watermarks_dir: Path | None = None,
 ) -> RenderResult:
     deadline = deadline or Deadline(None)
-    pixels = _Base(path, probe)
+    pixels = _Base(path, probe, deadline)
     outcomes: dict[str, RenderOutcome] = {}
     analysis: dict[str, Any] = {}
     source: bytes | None = None

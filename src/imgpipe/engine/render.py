@@ -34,8 +34,11 @@ class _File:
     whole resize, with more aliasing than Lanczos (up to 0.05 less SSIM measured on the
     corpus photos, for 10-20 ms less CPU)."""
 
-    def __init__(self, path: Path, probe: ProbeResult, *, fast_shrink: bool) -> None:
+    def __init__(
+        self, path: Path, probe: ProbeResult, *, fast_shrink: bool, deadline: Deadline
+    ) -> None:
         self.path = path
+        self.deadline = deadline
         self.probe = probe
         self.animated = probe.animated
         self.source_bytes = path.stat().st_size
@@ -43,7 +46,12 @@ class _File:
 
     def upright(self, size: tuple[int, int], *, all_frames: bool) -> Any:
         return decode(
-            self.path, self.probe, size, all_frames=all_frames, fast_shrink=self.fast_shrink
+            self.path,
+            self.probe,
+            size,
+            all_frames=all_frames,
+            fast_shrink=self.fast_shrink,
+            deadline=self.deadline,
         ).copy_memory()  # crop strategies and face detection read the pixels more than once
 
     def faces_at(self, size: tuple[int, int]) -> list[faces.Box] | None:
@@ -67,11 +75,12 @@ def render(
     (``render_source`` True) rather than the original."""
     with vips_errors():
         mark = load_watermark(watermark_path) if watermark_path is not None else None
+    deadline = deadline or Deadline(None)
     return run(
         planned or plan(options, probe.upright_size),
-        _File(path, probe, fast_shrink=not render_source),
+        _File(path, probe, fast_shrink=not render_source, deadline=deadline),
         fmt,
-        deadline or Deadline(None),
+        deadline,
         fast=True,
         watermark=mark,
     )

@@ -7,7 +7,9 @@ file is decoded in full. An 800x600 render needs a fraction of those pixels. So,
 opaque still image much larger than the base box, the worker also keeps the base decode
 it already holds (plan.BASE_BOX, upright, sRGB) as a JPEG at quality SOURCE_QUALITY
 without chroma subsampling, and renders that fit inside it are made from that copy: about
-a tenth of the pixels to decode (docs/render.md has the figures, in CPU and in SSIM).
+a tenth of the pixels to decode (docs/render.md has the figures, in CPU and in SSIM). An
+image with alpha gets a lossless PNG copy instead (JPEG has no alpha): larger, but still
+a fraction of a large original's decode (a 16-bit interlaced PNG is decoded whole).
 
 The copy is a pure function of the original (``make_source`` is the same decode the
 worker does), so a render made from a copy the worker wrote and one made from a copy the
@@ -27,7 +29,8 @@ from imgpipe.engine.steps.decode import decode
 
 # Part of every render's cache key (services/render.py): changing how the copy is made
 # (its box, its quality) changes render bytes, so it must change their keys too.
-SOURCE_VERSION = 1
+# 2: images with alpha have a copy too (PNG), so their renders' bytes changed.
+SOURCE_VERSION = 2
 # JPEG quality of the copy, with 4:4:4 chroma: 800x600 renders from it score an SSIM
 # against a float Lanczos reference within 0.0004 of, or above, renders from the original
 # on all 11 corpus photos (bench/render_bench.py, source_quality), for copies of
@@ -36,13 +39,16 @@ SOURCE_QUALITY = 92
 # Only worth a copy when the original has at least this many times its pixels: below
 # that, decoding the original costs about as much and loses nothing.
 MIN_REDUCTION = 2.0
+# zlib level of an alpha copy: lossless at any level; 3 encodes 1920x1080 RGBA in a
+# fraction of level 6's time for files about 10% larger (bench/hostile_cost.py).
+ALPHA_SOURCE_COMPRESSION = 3
 
 
 def source_size(probe: ProbeResult) -> tuple[int, int] | None:
     """The copy's size for this original, or None when it gets no copy: animations (a
-    render takes the first frame, but the copy would lose the rest for nothing), images
-    with alpha (JPEG has none) and originals not much larger than the copy."""
-    if probe.animated or probe.has_alpha:
+    render takes the first frame, but the copy would lose the rest for nothing) and
+    originals not much larger than the copy."""
+    if probe.animated:
         return None
     width, height = probe.upright_size
     size = base_size((width, height))
@@ -58,8 +64,13 @@ def serves(source: tuple[int, int], decode_size: tuple[int, int]) -> bool:
 
 
 def encode_source(base: Any) -> bytes:
-    """The copy's bytes from the base decode (upright, 8-bit sRGB, no alpha)."""
-    data: bytes = base.jpegsave_buffer(Q=SOURCE_QUALITY, keep="none", subsample_mode="off")
+    """The copy's bytes from the base decode (upright, 8-bit sRGB): a JPEG, or a
+    lossless PNG when the base has alpha."""
+    data: bytes
+    if base.hasalpha():
+        data = base.pngsave_buffer(compression=ALPHA_SOURCE_COMPRESSION, keep="none")
+    else:
+        data = base.jpegsave_buffer(Q=SOURCE_QUALITY, keep="none", subsample_mode="off")
     return data
 
 

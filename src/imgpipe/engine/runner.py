@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import pyvips
 
+from imgpipe.domain.errors import ImgpipeError
 from imgpipe.domain.media import ANIMATED_OUTPUTS, ImageFormat
 from imgpipe.domain.render_options import DEFAULT_QUALITY
 from imgpipe.engine import faces
@@ -86,6 +87,24 @@ def run(
     """Run ``plan`` and encode in ``fmt`` (None: JPEG, or PNG where alpha is visible, for a
     client that takes neither AVIF nor WebP). ``watermark``: the loaded mark, when the
     options name one."""
+    try:
+        return _run(plan, pixels, fmt, deadline, fast, watermark)
+    except ImgpipeError as exc:
+        # libvips stopped by the deadline's kill hook (engine/deadline.py) reports only
+        # that the image was killed, which vips_errors cannot tell from a failure.
+        if deadline.expired and isinstance(exc.__cause__, pyvips.Error):
+            raise deadline.error("encode") from exc
+        raise
+
+
+def _run(
+    plan: Plan,
+    pixels: Pixels,
+    fmt: ImageFormat | None,
+    deadline: Deadline,
+    fast: bool,
+    watermark: Any | None,
+) -> Output:
     with vips_errors():
         animated = keeps_animation(pixels, plan, fmt)
         deadline.check("decode")
@@ -109,6 +128,7 @@ def run(
         out_format = fmt or (ImageFormat.PNG if visible_alpha(image) else ImageFormat.JPEG)
         image = prepare_alpha(image, out_format, plan.options.background)
         deadline.check("encode")
+        image = deadline.watch(image)
         quality = plan.options.quality if plan.options.quality is not None else DEFAULT_QUALITY
         data = encode(image, out_format, quality, fast=fast, animated=animated)
         frame_height = image.get("page-height") if animated else image.height

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from imgpipe.domain.media import Limits
+from imgpipe.domain.media import Limits, ProbeCache
 from imgpipe.domain.profiles import ProfileSet
 from imgpipe.domain.ratelimit import InProcessLimiter, Rate, RateLimiter
 from imgpipe.domain.render_options import RenderConfig
@@ -91,6 +91,8 @@ class ServiceDeps:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     render: RenderConfig = field(default_factory=RenderConfig)
     jobs: JobSettings = field(default_factory=JobSettings)
+    # Originals' header facts for renders, by sha256 (bounded; per process).
+    probes: ProbeCache = field(default_factory=ProbeCache)
     # API_BASE_URL, without a trailing slash; empty: URLs follow each request's Host.
     api_base_url: str = ""
     delivery: DeliverySettings = field(default_factory=DeliverySettings)

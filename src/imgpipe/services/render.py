@@ -269,7 +269,9 @@ def _render_and_store(deps: ServiceDeps, target: RenderTarget) -> bytes:
     options = target.options
     with deps.store.local_file(keys.original(target.sha256)) as path:
         try:
-            facts = probe(path, deps.limits)
+            # Cached: a costly header (a long TIFF directory chain) is read once, not on
+            # every render.
+            facts = deps.probes.get(target.sha256, lambda: probe(path, deps.limits))
         except ImgpipeError as exc:
             if exc.retryable:
                 raise

@@ -25,6 +25,7 @@ from imgpipe.domain.errors import CorruptImage, ImgpipeError
 from imgpipe.domain.media import ImageFormat, ProbeResult
 from imgpipe.engine import loaders
 from imgpipe.engine.colour import is_srgb_profile
+from imgpipe.engine.deadline import Deadline
 
 
 def needs_colour_transform(header: Any) -> bool:
@@ -42,6 +43,7 @@ def decode(
     *,
     all_frames: bool,
     fast_shrink: bool = False,
+    deadline: Deadline | None = None,
 ) -> Any:
     """The upright image at exactly ``size`` (per frame), 8-bit sRGB, alpha kept; a still
     is decoded into memory.
@@ -50,11 +52,15 @@ def decode(
     pixel data (a cut scan, a bad code word in a fax TIFF, a decoder's own exception) is
     ``corrupt_image`` wherever it is met: upload, worker or render. Decoders run with
     ``fail_on=warning`` (loaders.FAIL_ON): libjpeg reports a scan that ends early, and
-    pads the rest with grey, only as a warning.
+    pads the rest with grey, only as a warning. ``deadline`` stops the decode where it
+    is (engine/deadline.py): ``ProcessTimeout``, not ``corrupt_image``.
     """
+    deadline = deadline or Deadline(None)
     try:
-        return _decode(path, probe, size, all_frames, fast_shrink, loaders.FAIL_ON)
+        return _decode(path, probe, size, all_frames, fast_shrink, loaders.FAIL_ON, deadline)
     except pyvips.Error as exc:
+        if deadline.expired:
+            raise deadline.error("decode") from exc
         if not loaders.harmless_warning(str(exc)):
             raise CorruptImage(
                 f"The {probe.format.value.upper()} data is corrupt or truncated."
@@ -64,8 +70,10 @@ def decode(
     except Exception as exc:  # pi-heif and Pillow raise almost anything on a bad file
         raise CorruptImage(f"The {probe.format.value.upper()} data could not be decoded.") from exc
     try:
-        return _decode(path, probe, size, all_frames, fast_shrink, "error")
+        return _decode(path, probe, size, all_frames, fast_shrink, "error", deadline)
     except pyvips.Error as exc:
+        if deadline.expired:
+            raise deadline.error("decode") from exc
         raise CorruptImage(f"The {probe.format.value.upper()} data is corrupt.") from exc
 
 
@@ -76,6 +84,7 @@ def _decode(
     all_frames: bool,
     fast_shrink: bool,
     fail_on: str,
+    deadline: Deadline,
 ) -> Any:
     width, height = size
     shrink = jpeg_shrink(probe, size) if fast_shrink else 1
@@ -97,12 +106,18 @@ def _decode(
         source = loaders.vips_source(path, all_frames=all_frames)
         image = pyvips.Image.thumbnail(source, width, **options)
     else:
-        full = loaders.decode_to_vips(path, probe.format, at_least=size)
+        full = loaders.decode_to_vips(
+            path,
+            probe.format,
+            at_least=size,
+            timeout_s=deadline.remaining(),
+            decode_bytes=probe.decode_bytes,
+        )
         options = {"height": height, "size": "force"}
         if needs_colour_transform(full):
             options.update(export_profile="srgb", intent="perceptual")
         image = full.thumbnail_image(width, **options)
-    image = to_srgb8(image)
+    image = deadline.watch(to_srgb8(image))
     # A still is materialised here, inside the error mapping. All frames of an animation
     # would be frames x width x height x 4 bytes at once (960 MB for 500 at 800x600), so
     # they stay a lazy pipeline the encoder streams; its errors reach the pipeline's guard.
