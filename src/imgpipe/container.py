@@ -22,18 +22,33 @@ from imgpipe import engine as image_engine
 from imgpipe.config import Settings
 from imgpipe.db.migrate import upgrade
 from imgpipe.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
+from imgpipe.domain.moderation import Policy
 from imgpipe.domain.profiles import ProfileSet
 from imgpipe.domain.ratelimit import InProcessLimiter, Rate, RateLimiter
 from imgpipe.domain.render_options import RenderConfig
 from imgpipe.domain.retry import RetryPolicy
 from imgpipe.domain.webhooks import parse_schedule
-from imgpipe.jobs.celery_queue import CeleryQueue, EmbeddedWorker, QueueConfig, make_celery
-from imgpipe.jobs.messages import DeliverWebhook, ProcessImage
+from imgpipe.jobs.celery_queue import (
+    CeleryQueue,
+    EmbeddedWorker,
+    EmbeddedWorkers,
+    QueueConfig,
+    make_celery,
+    moderation_queue_name,
+)
+from imgpipe.jobs.messages import DeliverWebhook, ModerateImage, ProcessImage
+from imgpipe.moderation.port import Moderator
 from imgpipe.notify.egress import AllowList
 from imgpipe.notify.signing import new_secret, secret_key
-from imgpipe.services import webhooks
+from imgpipe.services import moderation, webhooks
 from imgpipe.services.background import Periodic
-from imgpipe.services.deps import AccessSettings, JobSettings, ServiceDeps, WebhookSettings
+from imgpipe.services.deps import (
+    AccessSettings,
+    JobSettings,
+    ModerationSettings,
+    ServiceDeps,
+    WebhookSettings,
+)
 from imgpipe.services.process import process_image
 from imgpipe.services.reconcile import reconcile
 from imgpipe.storage.factory import store_from_url
@@ -90,8 +105,15 @@ class Container:
         worker_process_init.connect(after_fork, weak=False)
         worker_process_shutdown.connect(child_exit, weak=False)
 
-    def embedded_worker(self) -> EmbeddedWorker:
-        return EmbeddedWorker(self.celery, self.settings.workers)
+    def embedded_worker(self) -> EmbeddedWorker | EmbeddedWorkers:
+        """Variant (and webhook) slots; with moderation on, moderation slots of its own
+        beside them, so a moderation job never holds a slot a variant waits for."""
+        variants = EmbeddedWorker(self.celery, self.settings.workers)
+        if not self.deps.moderation.enabled:
+            return variants
+        queue = moderation_queue_name(self.settings.queue_name)
+        moderators = EmbeddedWorker(self.celery, self.settings.moderation_workers, [queue])
+        return EmbeddedWorkers([variants, moderators])
 
     def housekeeping(self) -> list[Periodic]:
         """Background rounds of serve and every worker: webhook attempts that are due,
@@ -103,6 +125,14 @@ class Container:
             ),
             Periodic("imgpipe-reconcile", self.settings.reconcile_s, lambda: reconcile(deps)),
         ]
+        if deps.moderation.enabled:
+            tasks.append(
+                Periodic(
+                    "imgpipe-moderation",
+                    self.settings.reconcile_s,
+                    lambda: moderation.reconcile(deps),
+                )
+            )
         store = deps.store
         if isinstance(store, LocalStore):  # temp files of writers killed mid-write
             tasks.append(Periodic("imgpipe-temp-files", 600.0, store.remove_stale_temp_files, True))
@@ -169,6 +199,9 @@ def build(settings: Settings) -> Container:
     def handle_webhook(message: DeliverWebhook) -> None:
         webhooks.deliver(deps_holder[0], message)
 
+    def handle_moderation(message: ModerateImage) -> None:
+        moderation.moderate_image(deps_holder[0], message)
+
     # Embedded workers share a process with the API; they run niced so requests come first.
     niceness = EMBEDDED_WORKER_NICENESS if settings.embedded_queue else 0
     queue_config = QueueConfig(
@@ -177,7 +210,14 @@ def build(settings: Settings) -> Container:
         process_timeout_s=settings.process_timeout_s,
         max_memory_per_child_mb=settings.worker_max_memory_mb,
     )
-    celery = make_celery(queue_config, handle, niceness, handle_webhook)
+    moderator = _moderator(settings)
+    celery = make_celery(
+        queue_config,
+        handle,
+        niceness,
+        handle_webhook,
+        handle_moderation if moderator is not None else None,
+    )
     queue = CeleryQueue(celery)
     deps = ServiceDeps(
         sessions=make_sessionmaker(db_engine),
@@ -205,9 +245,36 @@ def build(settings: Settings) -> Container:
             requeue_after_s=settings.requeue_after_s,
         ),
         api_base_url=settings.api_base_url,
+        moderation=ModerationSettings(
+            moderator=moderator,
+            policy=Policy.parse(settings.moderation_thresholds),
+            queue=queue,
+            timeout_s=settings.moderation_timeout_s,
+        ),
     )
     deps_holder.append(deps)
     return Container(settings, db_engine, celery, deps)
+
+
+def _moderator(settings: Settings) -> Moderator | None:
+    """The MODERATION backend, checked now: a missing package or model stops the start."""
+    moderator: Moderator
+    if settings.moderation == "nudenet":
+        from imgpipe.moderation.nudenet_backend import NudeNetModerator
+
+        moderator = NudeNetModerator(settings.nudenet_model)
+    elif settings.moderation == "rekognition":
+        from imgpipe.moderation.rekognition import RekognitionModerator
+
+        moderator = RekognitionModerator(
+            settings.rekognition_endpoint_url or None,
+            settings.rekognition_region or None,
+            timeout_s=settings.moderation_timeout_s,
+        )
+    else:
+        return None
+    moderator.check()
+    return moderator
 
 
 def _rate_limiter(settings: Settings) -> RateLimiter:

@@ -18,6 +18,7 @@ from rich.console import Console
 from imgpipe.cli.dlq import dlq_app
 from imgpipe.cli.images import images_app
 from imgpipe.cli.keys import keys_app, keys_exist
+from imgpipe.cli.moderation import moderation_app
 from imgpipe.config import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(images_app, name="images")
+app.add_typer(moderation_app, name="moderation")
 
 # soft_wrap: Rich wraps at 80 columns when the output is not a terminal (a log file, a
 # pipe), which breaks paths and URLs in two; a terminal still wraps long lines itself.

@@ -16,7 +16,7 @@ from imgpipe.domain.ids import new_image_id
 from imgpipe.domain.profiles import Profile
 from imgpipe.domain.states import ImageStatus, VariantStatus
 from imgpipe.engine.probe import probe
-from imgpipe.services import idempotency, jobs, webhooks
+from imgpipe.services import idempotency, jobs, moderation, webhooks
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.services.queries import get_image
 from imgpipe.services.views import ImageView, image_view
@@ -100,6 +100,7 @@ def _ingest(
             variants=_variant_rows(profiles),
             due_at=now,
             enqueued_at=now,
+            moderation=moderation.new_row(deps, now),
         )
         session.add(row)
         session.flush()
@@ -111,6 +112,8 @@ def _ingest(
     metrics.UPLOAD_BYTES.inc(staged.size)
     log.info("upload accepted", extra={"image_id": view.id, "bytes": staged.size})
     jobs.hand_out(deps, view.id)
+    if deps.moderation.enabled:  # its own job, in parallel with the variants
+        moderation.hand_out(deps, view.id)
     return view
 
 
