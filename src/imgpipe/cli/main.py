@@ -124,6 +124,7 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
 
     from imgpipe.api.app import create_app
     from imgpipe.container import build
+    from imgpipe.services.moderation import recover_after_restart as recover_moderation
     from imgpipe.services.reconcile import recover_after_restart
 
     settings = _settings()
@@ -138,6 +139,7 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
         resumed = recover_after_restart(container.deps)
         if resumed:
             err.print(f"imgpipe: resumed {resumed} unfinished image(s) from the database")
+        recover_moderation(container.deps)
     housekeeping = container.housekeeping()
     for task in housekeeping:
         task.start()
@@ -220,6 +222,14 @@ def worker(
         int | None, typer.Option(help="Serve Prometheus metrics of all children on this port.")
     ] = None,
     metrics_host: Annotated[str, typer.Option(help="Address for --metrics-port.")] = "127.0.0.1",
+    queues: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated: process, webhooks, moderate (default: all three, "
+            "moderate only when MODERATION is on). A worker of its own for moderate keeps "
+            "moderation off the variant slots."
+        ),
+    ] = None,
 ) -> None:
     """A Celery worker that makes variants (run N of them on M machines)."""
     from imgpipe.cli.runtime import (
@@ -251,7 +261,7 @@ def worker(
         "worker",
         f"--loglevel={settings.log_level.upper()}",
         f"--concurrency={concurrency or os.cpu_count() or 1}",
-        f"--queues={settings.queue_name}.process,{settings.queue_name}.webhooks",
+        f"--queues={_worker_queues(settings, queues)}",
         "--without-mingle",
         # A node name of its own: on RabbitMQ two workers sharing one (the default,
         # celery@host) fight over an exclusive control queue and one of them dies.
@@ -262,6 +272,19 @@ def worker(
     # A worker that could not start its pool must exit non-zero, so a supervisor
     # restarts it.
     raise typer.Exit(run_worker(container.celery, argv))
+
+
+def _worker_queues(settings: Settings, asked: str | None) -> str:
+    default = ["process", "webhooks"] + (["moderate"] if settings.moderation != "off" else [])
+    names = [n.strip() for n in asked.split(",") if n.strip()] if asked else default
+    unknown = [n for n in names if n not in ("process", "webhooks", "moderate")]
+    if unknown or not names:
+        err.print(
+            f"[red]imgpipe worker: --queues takes process, webhooks and moderate; "
+            f"got {asked!r}[/red]"
+        )
+        raise typer.Exit(2)
+    return ",".join(f"{settings.queue_name}.{name}" for name in names)
 
 
 @app.command()

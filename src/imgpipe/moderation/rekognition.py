@@ -78,7 +78,9 @@ class RekognitionModerator:
             config = Config(
                 connect_timeout=self._timeout_s,
                 read_timeout=self._timeout_s,
-                retries={"max_attempts": 2, "mode": "standard"},
+                # One attempt: a failure goes back to the job, whose retries are
+                # scheduled in the database (with backoff) instead of sleeping here.
+                retries={"total_max_attempts": 1, "mode": "standard"},
             )
             self._client = boto3.session.Session().client(
                 "rekognition",
