@@ -52,7 +52,10 @@ def labels_for(jpeg: bytes) -> list[dict[str, Any]]:
             _label("Blood & Gore", "Graphic Violence", 96.0, 3),
         ]
     if blue > 150 and red < 100 and green < 100:
-        return [_label("Explicit Nudity", "", 72.0, 1), _label("Nudity", "Explicit Nudity", 72.0, 2)]
+        return [
+            _label("Explicit Nudity", "", 72.0, 1),
+            _label("Nudity", "Explicit Nudity", 72.0, 2),
+        ]
     if green > 150 and red < 100 and blue < 100:
         return [_label("Hate Symbols", "", 91.0, 1), _label("Nazi Party", "Hate Symbols", 91.0, 2)]
     return []
