@@ -67,6 +67,8 @@ class StandIn:
     calls: int = 0
     # Error codes to answer with, one per call, before answering normally again.
     fail_next: list[str] = field(default_factory=list)
+    # An error code to answer every call with while set.
+    fail_always: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -95,7 +97,7 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
                 return
             with state.lock:
                 state.calls += 1
-                failure = state.fail_next.pop(0) if state.fail_next else None
+                failure = state.fail_next.pop(0) if state.fail_next else state.fail_always
             if failure is not None:
                 status = 500 if failure == "InternalServerError" else 400
                 self._answer(status, {"__type": failure, "message": f"stand-in: {failure}"})

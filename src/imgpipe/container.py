@@ -63,6 +63,9 @@ class Container:
     db_engine: Engine
     celery: Celery
     deps: ServiceDeps
+    # `serve`'s moderation slots consume through an app of their own: a worker's queue
+    # selection is kept on its app, so one app cannot feed two workers different queues.
+    moderation_celery: Celery | None = None
 
     @property
     def staging_dir(self) -> Path:
@@ -109,10 +112,12 @@ class Container:
         """Variant (and webhook) slots; with moderation on, moderation slots of its own
         beside them, so a moderation job never holds a slot a variant waits for."""
         variants = EmbeddedWorker(self.celery, self.settings.workers)
-        if not self.deps.moderation.enabled:
+        if self.moderation_celery is None:
             return variants
         queue = moderation_queue_name(self.settings.queue_name)
-        moderators = EmbeddedWorker(self.celery, self.settings.moderation_workers, [queue])
+        moderators = EmbeddedWorker(
+            self.moderation_celery, self.settings.moderation_workers, [queue]
+        )
         return EmbeddedWorkers([variants, moderators])
 
     def housekeeping(self) -> list[Periodic]:
@@ -253,7 +258,12 @@ def build(settings: Settings) -> Container:
         ),
     )
     deps_holder.append(deps)
-    return Container(settings, db_engine, celery, deps)
+    moderation_celery = None
+    if moderator is not None:
+        moderation_celery = make_celery(
+            queue_config, handle, niceness, moderation_handler=handle_moderation
+        )
+    return Container(settings, db_engine, celery, deps, moderation_celery)
 
 
 def _moderator(settings: Settings) -> Moderator | None:
