@@ -55,6 +55,8 @@ from imgpipe.storage.factory import store_from_url
 from imgpipe.storage.local import LocalStore
 
 EMBEDDED_WORKER_NICENESS = 10
+# Moderation inside `serve` yields to variant work as well as to requests.
+EMBEDDED_MODERATION_NICENESS = 15
 
 
 @dataclass
@@ -260,8 +262,9 @@ def build(settings: Settings) -> Container:
     deps_holder.append(deps)
     moderation_celery = None
     if moderator is not None:
+        moderation_niceness = EMBEDDED_MODERATION_NICENESS if niceness else 0
         moderation_celery = make_celery(
-            queue_config, handle, niceness, moderation_handler=handle_moderation
+            queue_config, handle, moderation_niceness, moderation_handler=handle_moderation
         )
     return Container(settings, db_engine, celery, deps, moderation_celery)
 
