@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -130,7 +131,7 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     settings = _settings()
     _require_safe_bind(host, settings)
     _logging(settings)
-    container = build(settings)
+    container = _build(build, settings)
     container.migrate()
     container.clean_staging()
     worker = container.embedded_worker()
@@ -186,7 +187,7 @@ def api(
         raise typer.Exit(2)
     _require_safe_bind(host, settings)
     _logging(settings)
-    container = build(settings)
+    container = _build(build, settings)
     _require_current_schema(container)
     processes = f" ({workers} processes)" if workers > 1 else ""
     err.print(f"imgpipe: API on http://{host}:{port}{processes} (docs at /docs)")
@@ -251,7 +252,7 @@ def worker(
     from imgpipe.container import build
 
     _logging(settings)
-    container = build(settings)
+    container = _build(build, settings)
     _require_current_schema(container)
     container.prepare_prefork()
     container.housekeeping_when_worker_ready()
@@ -272,6 +273,16 @@ def worker(
     # A worker that could not start its pool must exit non-zero, so a supervisor
     # restarts it.
     raise typer.Exit(run_worker(container.celery, argv))
+
+
+def _build(build: Callable[[Settings], Container], settings: Settings) -> Container:
+    """The container; a setting that cannot work (a moderation model missing) stops the
+    start with its name, not a traceback."""
+    try:
+        return build(settings)
+    except ValueError as exc:
+        err.print(f"[red]imgpipe: {exc}[/red]")
+        raise typer.Exit(2) from None
 
 
 def _worker_queues(settings: Settings, asked: str | None) -> str:
