@@ -55,8 +55,10 @@ from imgpipe.storage.factory import store_from_url
 from imgpipe.storage.local import LocalStore
 
 EMBEDDED_WORKER_NICENESS = 10
-# Moderation inside `serve` yields to variant work as well as to requests.
-EMBEDDED_MODERATION_NICENESS = 15
+# Moderation inside `serve` yields to variant work as well as to requests: at nice 19 a
+# busy moderation thread gets about an eighth of a variant thread's share of a core. Not
+# SCHED_IDLE: a thread starved while it holds the GIL would stall the whole process.
+EMBEDDED_MODERATION_NICENESS = 19
 
 
 @dataclass

@@ -12,7 +12,9 @@ faces, feet, armpits, bellies and bare male chests are reported to nobody.
 
 from __future__ import annotations
 
+import importlib.util
 import threading
+from importlib.machinery import ModuleSpec
 from pathlib import Path
 from typing import Any
 
@@ -44,23 +46,22 @@ class NudeNetModerator:
     def _resolved_model(self) -> Path:
         if self._model_path is not None:
             return self._model_path
-        try:
-            import nudenet
-        except ImportError as exc:
+        # Found, not imported: nudenet imports OpenCV and onnxruntime, which an API
+        # process that never moderates should not carry.
+        spec = _find("nudenet")
+        if spec is None or not spec.submodule_search_locations:
             raise ValueError(
                 "setting IMGPIPE_MODERATION=nudenet needs the moderation extra: "
-                f"pip install 'imgpipe[moderation]' ({exc})"
-            ) from None
-        return Path(nudenet.__file__).parent / "320n.onnx"
+                "pip install 'imgpipe[moderation]'"
+            )
+        return Path(next(iter(spec.submodule_search_locations))) / "320n.onnx"
 
     def check(self) -> None:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError as exc:
+        if _find("onnxruntime") is None:
             raise ValueError(
                 "setting IMGPIPE_MODERATION=nudenet needs onnxruntime: "
-                f"pip install 'imgpipe[moderation]' ({exc})"
-            ) from None
+                "pip install 'imgpipe[moderation]'"
+            )
         path = self._resolved_model()
         if not path.is_file():
             raise ValueError(
@@ -107,3 +108,10 @@ class NudeNetModerator:
             Label(name, round(min(1.0, max(0.0, score)), 4), CATEGORY.get(name))
             for name, score in sorted(best.items())
         ]
+
+
+def _find(name: str) -> ModuleSpec | None:
+    try:
+        return importlib.util.find_spec(name)
+    except (ImportError, ValueError):  # a module set to None in sys.modules, a broken one
+        return None
