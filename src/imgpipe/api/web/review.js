@@ -1,6 +1,6 @@
 // The review queue for admins: images moderation held for review, each with its thumbnail
-// and two buttons. Shown only when the key in this tab is an admin key (the queue answers
-// 200); for anyone else the section stays hidden. Plain DOM and fetch, like app.js, and
+// and two buttons. Shown only when the queue answers 200: an admin key in this tab, or
+// single-user mode; for anyone else the section stays hidden. Plain DOM and fetch, like app.js, and
 // text from the server only ever set as textContent.
 
 const KEY_STORAGE = "imgpipe.apiKey"; // the key app.js keeps for this tab
@@ -118,10 +118,6 @@ function card(item) {
 
 async function load() {
   const section = $("review");
-  if (!apiKey()) {
-    section.hidden = true;
-    return;
-  }
   let response;
   try {
     response = await call(paths.queue());
