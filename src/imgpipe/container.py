@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,36 @@ EMBEDDED_WORKER_NICENESS = 10
 # busy moderation thread gets about an eighth of a variant thread's share of a core. Not
 # SCHED_IDLE: a thread starved while it holds the GIL would stall the whole process.
 EMBEDDED_MODERATION_NICENESS = 19
+
+
+class VariantActivity:
+    """Variant jobs in flight in this process. Under `serve`, a moderation job waits for
+    a lull in them (at most ``MODERATION_DEFER_S``) before it takes CPU: on a machine
+    with no core to spare, moderation then runs between variant jobs, not during them."""
+
+    MODERATION_DEFER_S = 10.0
+
+    def __init__(self) -> None:
+        self._running = 0
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        with self._changed:
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._running -= 1
+                self._changed.notify_all()
+
+    def wait_for_lull(self, timeout: float | None = None) -> bool:
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: self._running == 0,
+                self.MODERATION_DEFER_S if timeout is None else timeout,
+            )
 
 
 @dataclass
@@ -202,13 +233,18 @@ def build(settings: Settings) -> Container:
     db_engine = make_engine(settings.database_url)
     deps_holder: list[ServiceDeps] = []
 
+    activity = VariantActivity()
+
     def handle(message: ProcessImage) -> None:
-        process_image(deps_holder[0], message)
+        with activity.running():
+            process_image(deps_holder[0], message)
 
     def handle_webhook(message: DeliverWebhook) -> None:
         webhooks.deliver(deps_holder[0], message)
 
     def handle_moderation(message: ModerateImage) -> None:
+        if settings.embedded_queue:  # variants share this process's cores: let them go first
+            activity.wait_for_lull()
         moderation.moderate_image(deps_holder[0], message)
 
     # Embedded workers share a process with the API; they run niced so requests come first.

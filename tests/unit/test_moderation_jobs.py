@@ -364,3 +364,28 @@ def test_with_moderation_off_nothing_is_queued_and_images_say_off(deps: ServiceD
     # an admin may still decide on it
     view = moderation.decide(off, image_id, Decision.REJECT, "cli:ops", "reported")
     assert view.moderation["status"] == "rejected" and view.moderation["reason"] == "reported"
+
+
+def test_under_serve_moderation_waits_for_a_lull_in_variant_jobs() -> None:
+    import threading
+    import time
+
+    from imgpipe.container import VariantActivity
+
+    activity = VariantActivity()
+    assert activity.wait_for_lull(0.01)  # nothing running: at once
+    release = threading.Event()
+
+    def variant_job() -> None:
+        with activity.running():
+            release.wait(5)
+
+    worker = threading.Thread(target=variant_job)
+    worker.start()
+    time.sleep(0.05)
+    assert not activity.wait_for_lull(0.05)  # a variant runs: moderation waits, bounded
+    threading.Timer(0.1, release.set).start()
+    started = time.monotonic()
+    assert activity.wait_for_lull(5)  # and goes as soon as it ends
+    assert time.monotonic() - started < 4
+    worker.join()
