@@ -14,7 +14,9 @@ PORT ?= 8000
 SERVE_EXTRAS ?=
 comma := ,
 SERVE_STAMP := $(VENV)/.serve$(if $(SERVE_EXTRAS),-$(subst $(comma),-,$(SERVE_EXTRAS)))-installed
-# Everything: tests, linters, benchmarks, the S3 test server. The name predates the split.
+# Everything: tests, linters, benchmarks, the S3 test server, the NudeNet model (the AGPL
+# `moderation` extra: tests run the real model; serving never installs it unasked). The
+# name predates the split.
 DEV_STAMP := $(VENV)/.installed
 
 .PHONY: serve test lint ci bench clean
@@ -30,7 +32,7 @@ $(SERVE_STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(DEV_STAMP): pyproject.toml $(SERVE_STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench,s3,faces,jxl]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench,s3,faces,jxl,moderation]'
 	touch $@
 
 serve: $(SERVE_STAMP)

@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from imgpipe.domain.media import Limits
+from imgpipe.domain.moderation import DEFAULT_THRESHOLDS, Policy
 from imgpipe.domain.ratelimit import Rate
 from imgpipe.domain.webhooks import parse_schedule
 
@@ -149,6 +150,19 @@ class Settings(BaseSettings):
     reconcile_s: float = Field(default=5.0, gt=0)
     # A job handed to the broker and not claimed for this long may have been lost by it.
     requeue_after_s: float = Field(default=60.0, gt=0)
+    # Moderation (docs/moderation.md): off, nudenet (extra `moderation`, AGPL-3.0) or
+    # rekognition (boto3). Per-category CATEGORY=REVIEW_AT[:REJECT_AT] scores.
+    moderation: Literal["off", "nudenet", "rekognition"] = "off"
+    moderation_thresholds: str = DEFAULT_THRESHOLDS
+    moderation_timeout_s: float = Field(default=20.0, gt=0)
+    # Moderation jobs at once inside `imgpipe serve` (slots of their own, beside WORKERS).
+    moderation_workers: int = Field(default=1, gt=0)
+    # A NudeNet ONNX file other than the one in the wheel (never downloaded).
+    nudenet_model: Path | None = None
+    # Rekognition elsewhere than AWS's public endpoint (a VPC endpoint, a test stand-in);
+    # region from AWS_REGION / AWS_DEFAULT_REGION unless set here.
+    rekognition_endpoint_url: str = ""
+    rekognition_region: str = ""
 
     @classmethod
     def settings_customise_sources(
@@ -209,6 +223,12 @@ class Settings(BaseSettings):
         from imgpipe.notify.egress import AllowList
 
         AllowList.parse(value)
+        return value
+
+    @field_validator("moderation_thresholds")
+    @classmethod
+    def _thresholds(cls, value: str) -> str:
+        Policy.parse(value)
         return value
 
     @field_validator("log_level")

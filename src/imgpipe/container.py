@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -23,22 +24,32 @@ from imgpipe import engine as image_engine
 from imgpipe.config import Settings
 from imgpipe.db.migrate import upgrade
 from imgpipe.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
+from imgpipe.domain.moderation import Policy
 from imgpipe.domain.profiles import ProfileSet
 from imgpipe.domain.ratelimit import InProcessLimiter, Rate, RateLimiter
 from imgpipe.domain.render_options import RenderConfig
 from imgpipe.domain.retry import RetryPolicy
 from imgpipe.domain.webhooks import parse_schedule
-from imgpipe.jobs.celery_queue import CeleryQueue, EmbeddedWorker, QueueConfig, make_celery
-from imgpipe.jobs.messages import DeliverWebhook, ProcessImage
+from imgpipe.jobs.celery_queue import (
+    CeleryQueue,
+    EmbeddedWorker,
+    EmbeddedWorkers,
+    QueueConfig,
+    make_celery,
+    moderation_queue_name,
+)
+from imgpipe.jobs.messages import DeliverWebhook, ModerateImage, ProcessImage
+from imgpipe.moderation.port import Moderator
 from imgpipe.notify.egress import AllowList
 from imgpipe.notify.signing import new_secret, secret_key
-from imgpipe.services import durability, webhooks
+from imgpipe.services import durability, moderation, webhooks
 from imgpipe.services.background import Periodic
 from imgpipe.services.deps import (
     AccessSettings,
     DeliverySettings,
     DurabilitySettings,
     JobSettings,
+    ModerationSettings,
     ServiceDeps,
     WebhookSettings,
 )
@@ -49,6 +60,40 @@ from imgpipe.storage.factory import store_from_url
 from imgpipe.storage.local import LocalStore
 
 EMBEDDED_WORKER_NICENESS = 10
+# Moderation inside `serve` yields to variant work as well as to requests: at nice 19 a
+# busy moderation thread gets about an eighth of a variant thread's share of a core. Not
+# SCHED_IDLE: a thread starved while it holds the GIL would stall the whole process.
+EMBEDDED_MODERATION_NICENESS = 19
+
+
+class VariantActivity:
+    """Variant jobs in flight in this process. Under `serve`, a moderation job waits for
+    a lull in them (at most ``MODERATION_DEFER_S``) before it takes CPU: on a machine
+    with no core to spare, moderation then runs between variant jobs, not during them."""
+
+    MODERATION_DEFER_S = 10.0
+
+    def __init__(self) -> None:
+        self._running = 0
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        with self._changed:
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._running -= 1
+                self._changed.notify_all()
+
+    def wait_for_lull(self, timeout: float | None = None) -> bool:
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: self._running == 0,
+                self.MODERATION_DEFER_S if timeout is None else timeout,
+            )
 
 
 @dataclass
@@ -57,6 +102,9 @@ class Container:
     db_engine: Engine
     celery: Celery
     deps: ServiceDeps
+    # `serve`'s moderation slots consume through an app of their own: a worker's queue
+    # selection is kept on its app, so one app cannot feed two workers different queues.
+    moderation_celery: Celery | None = None
 
     @property
     def staging_dir(self) -> Path:
@@ -99,8 +147,17 @@ class Container:
         worker_process_init.connect(after_fork, weak=False)
         worker_process_shutdown.connect(child_exit, weak=False)
 
-    def embedded_worker(self) -> EmbeddedWorker:
-        return EmbeddedWorker(self.celery, self.settings.workers)
+    def embedded_worker(self) -> EmbeddedWorker | EmbeddedWorkers:
+        """Variant (and webhook) slots; with moderation on, moderation slots of its own
+        beside them, so a moderation job never holds a slot a variant waits for."""
+        variants = EmbeddedWorker(self.celery, self.settings.workers)
+        if self.moderation_celery is None:
+            return variants
+        queue = moderation_queue_name(self.settings.queue_name)
+        moderators = EmbeddedWorker(
+            self.moderation_celery, self.settings.moderation_workers, [queue]
+        )
+        return EmbeddedWorkers([variants, moderators])
 
     def housekeeping(self) -> list[Periodic]:
         """Background rounds of serve and every worker: webhook attempts that are due,
@@ -112,6 +169,14 @@ class Container:
             ),
             Periodic("imgpipe-reconcile", self.settings.reconcile_s, lambda: reconcile(deps)),
         ]
+        if deps.moderation.enabled:
+            tasks.append(
+                Periodic(
+                    "imgpipe-moderation",
+                    self.settings.reconcile_s,
+                    lambda: moderation.reconcile(deps),
+                )
+            )
         for store in (deps.store, deps.durability.replica):
             if isinstance(store, LocalStore):  # temp files of writers killed mid-write
                 tasks.append(
@@ -188,11 +253,19 @@ def build(settings: Settings) -> Container:
     db_engine = make_engine(settings.database_url, settings.database_timeout_s or None)
     deps_holder: list[ServiceDeps] = []
 
+    activity = VariantActivity()
+
     def handle(message: ProcessImage) -> None:
-        process_image(deps_holder[0], message)
+        with activity.running():
+            process_image(deps_holder[0], message)
 
     def handle_webhook(message: DeliverWebhook) -> None:
         webhooks.deliver(deps_holder[0], message)
+
+    def handle_moderation(message: ModerateImage) -> None:
+        if settings.embedded_queue:  # variants share this process's cores: let them go first
+            activity.wait_for_lull()
+        moderation.moderate_image(deps_holder[0], message)
 
     # Embedded workers share a process with the API; they run niced so requests come first.
     niceness = EMBEDDED_WORKER_NICENESS if settings.embedded_queue else 0
@@ -202,7 +275,14 @@ def build(settings: Settings) -> Container:
         process_timeout_s=settings.process_timeout_s,
         max_memory_per_child_mb=settings.worker_max_memory_mb,
     )
-    celery = make_celery(queue_config, handle, niceness, handle_webhook)
+    moderator = _moderator(settings)
+    celery = make_celery(
+        queue_config,
+        handle,
+        niceness,
+        handle_webhook,
+        handle_moderation if moderator is not None else None,
+    )
     queue = CeleryQueue(celery)
     deps = ServiceDeps(
         sessions=make_sessionmaker(db_engine),
@@ -236,9 +316,42 @@ def build(settings: Settings) -> Container:
             retention_s=settings.delete_retention_s,
             orphan_grace_s=settings.orphan_grace_s,
         ),
+        moderation=ModerationSettings(
+            moderator=moderator,
+            policy=Policy.parse(settings.moderation_thresholds),
+            queue=queue,
+            timeout_s=settings.moderation_timeout_s,
+        ),
     )
     deps_holder.append(deps)
-    return Container(settings, db_engine, celery, deps)
+    moderation_celery = None
+    if moderator is not None:
+        moderation_niceness = EMBEDDED_MODERATION_NICENESS if niceness else 0
+        moderation_celery = make_celery(
+            queue_config, handle, moderation_niceness, moderation_handler=handle_moderation
+        )
+    return Container(settings, db_engine, celery, deps, moderation_celery)
+
+
+def _moderator(settings: Settings) -> Moderator | None:
+    """The MODERATION backend, checked now: a missing package or model stops the start."""
+    moderator: Moderator
+    if settings.moderation == "nudenet":
+        from imgpipe.moderation.nudenet_backend import NudeNetModerator
+
+        moderator = NudeNetModerator(settings.nudenet_model)
+    elif settings.moderation == "rekognition":
+        from imgpipe.moderation.rekognition import RekognitionModerator
+
+        moderator = RekognitionModerator(
+            settings.rekognition_endpoint_url or None,
+            settings.rekognition_region or None,
+            timeout_s=settings.moderation_timeout_s,
+        )
+    else:
+        return None
+    moderator.check()
+    return moderator
 
 
 def _delivery(settings: Settings) -> DeliverySettings:

@@ -211,6 +211,31 @@ def test_admin_endpoints_need_an_admin_key(
     assert_problem(as_owner("root").post("/v1/admin/dead-letters/dlq_x/retry"), 404, "not_found")
 
 
+def test_moderation_admin_routes_need_an_admin_key(
+    as_owner: Callable[[str | None], httpx.Client],
+) -> None:
+    """The review queue and decisions act across owners: admin keys only."""
+    alice = as_owner("alice")
+    image_id = upload_and_wait(alice, images.unique_png(seed=733), "held.png")["id"]
+    routes: list[tuple[str, str, dict[str, str] | None, int]] = [  # ..., status for root
+        ("GET", "/v1/admin/moderation", None, 200),
+        ("GET", f"/v1/admin/images/{image_id}/moderation", None, 200),
+        ("GET", f"/v1/admin/images/{image_id}/variants/thumbnail", None, 200),
+        ("POST", f"/v1/admin/images/{image_id}/moderation", {"decision": "reject"}, 200),
+    ]
+    for method, path, body, _ in routes:
+        for caller in ("alice", "bob"):
+            assert_problem(as_owner(caller).request(method, path, json=body), 403, "forbidden")
+        assert_problem(as_owner(None).request(method, path, json=body), 401, "unauthorized")
+        assert_problem(as_owner("carol").request(method, path, json=body), 401, "unauthorized")
+    # Nothing the refused keys sent was decided; the admin's calls all work.
+    assert alice.get(f"/v1/images/{image_id}").json()["moderation"]["status"] == "off"
+    for method, path, body, status in routes:
+        response = as_owner("root").request(method, path, json=body)
+        assert response.status_code == status, f"{method} {path}: {response.text[:300]}"
+    assert alice.get(f"/v1/images/{image_id}").json()["moderation"]["status"] == "rejected"
+
+
 def test_revoking_an_unknown_key_fails(keyed: dict[str, Any]) -> None:
     result = run_cli(keyed["data_dir"], "keys", "revoke", "key_000000000000")
     assert result.returncode != 0 and "key_000000000000" in result.stderr

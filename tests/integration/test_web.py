@@ -109,9 +109,26 @@ def _assert_csp_forbids_inline_script(response: httpx.Response) -> None:
 
 
 def _asset_urls(page: httpx.Client) -> tuple[str, str]:
+    """The page's main script and its stylesheet (review.js is the admin's, below)."""
     parsed = _parse(page.get("/").text)
-    assert len(parsed.scripts) == 1 and len(parsed.stylesheets) == 1, parsed.__dict__
+    names = [url.split("?")[0] for url in parsed.scripts]
+    assert names == ["/static/app.js", "/static/review.js"], parsed.__dict__
+    assert len(parsed.stylesheets) == 1, parsed.__dict__
     return parsed.scripts[0], parsed.stylesheets[0]
+
+
+def test_the_review_script_calls_only_admin_routes_the_api_has(page: httpx.Client) -> None:
+    review = _parse(page.get("/").text).scripts[1]
+    response = page.get(review)
+    assert response.status_code == 200 and "immutable" in response.headers["cache-control"]
+    assert response.headers["content-type"].startswith("text/javascript")
+    schema: dict[str, Any] = page.get("/openapi.json").json()
+    routes = {_normalise(path): ops for path, ops in schema["paths"].items()}
+    called = {_normalise(p) for p in re.findall(r"[`\"'](/v1/[^`\"'?]*)", response.text)}
+    assert called == {"/v1/admin/moderation", "/v1/admin/images/{}/moderation"}, called
+    assert "get" in routes["/v1/admin/moderation"]
+    assert "post" in routes["/v1/admin/images/{}/moderation"]
+    assert "innerHTML" not in response.text  # server text only ever as textContent
 
 
 def _normalise(path: str) -> str:

@@ -13,6 +13,7 @@ from imgpipe.api import (
     routes_docs,
     routes_health,
     routes_images,
+    routes_moderation,
     routes_ops,
     routes_uploads,
     routes_web,
@@ -45,6 +46,7 @@ def create_app(deps: ServiceDeps) -> FastAPI:
     app.include_router(routes_images.router)
     app.include_router(routes_webhooks.router)
     app.include_router(routes_admin.router)
+    app.include_router(routes_moderation.router)
     app.include_router(render_router)
     app.include_router(render_url_router)
     app.include_router(routes_web.router)

@@ -54,10 +54,12 @@ def problem_response(
 
 async def _imgpipe_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ImgpipeError)
-    headers = {"Retry-After": "5"} if exc.retryable else None
+    headers = {"Retry-After": "5"} if exc.retryable else {}
+    # An answer that may change soon (an image awaiting moderation) must not be cached.
+    headers.update(getattr(exc, "response_headers", None) or {})
     if exc.status >= 500:
         log.error("request failed: %s", exc.code, exc_info=exc)
-    return problem_response(exc.status, exc.code, exc.title, exc.detail, headers)
+    return problem_response(exc.status, exc.code, exc.title, exc.detail, headers or None)
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:

@@ -3,7 +3,7 @@
 
 The page is static: everything it shows comes from the same /v1 API any client calls, with
 the key the user types (kept in the tab's sessionStorage). So these routes need no key,
-count against no rate limit, and expose nothing but the three files. Only names in
+count against no rate limit, and expose nothing but these files. Only names in
 ``_ASSETS`` are served, so no path can reach any other file.
 
 The format hints (the accepted formats, the file picker's ``accept`` list) are written
@@ -56,6 +56,7 @@ _IMMUTABLE = "public, max-age=31536000, immutable"
 _PAGE = "index.html"
 _ASSETS = {
     "app.js": "text/javascript; charset=utf-8",
+    "review.js": "text/javascript; charset=utf-8",  # the admin's review queue
     "app.css": "text/css; charset=utf-8",
 }
 

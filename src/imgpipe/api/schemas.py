@@ -79,9 +79,19 @@ class ImageMetadataOut(BaseModel):
     quality: QualityOut | None
 
 
+class ModerationLabelOut(BaseModel):
+    name: str
+    score: float
+    category: str
+
+
 class ModerationOut(BaseModel):
     status: str
-    scores: dict[str, float]
+    labels: list[ModerationLabelOut]
+    model: str | None
+    decided_by: str | None
+    reason: str | None
+    error: VariantError | None
 
 
 class ImageOut(BaseModel):

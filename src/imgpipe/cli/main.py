@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,6 +19,7 @@ from rich.console import Console
 from imgpipe.cli.dlq import dlq_app
 from imgpipe.cli.images import images_app
 from imgpipe.cli.keys import keys_app, keys_exist
+from imgpipe.cli.moderation import moderation_app
 from imgpipe.cli.storage import storage_app
 from imgpipe.config import Settings, load_settings
 
@@ -36,6 +38,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(images_app, name="images")
 app.add_typer(storage_app, name="storage")
+app.add_typer(moderation_app, name="moderation")
 
 # soft_wrap: Rich wraps at 80 columns when the output is not a terminal (a log file, a
 # pipe), which breaks paths and URLs in two; a terminal still wraps long lines itself.
@@ -149,12 +152,13 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
 
     from imgpipe.api.app import create_app
     from imgpipe.container import build
+    from imgpipe.services.moderation import recover_after_restart as recover_moderation
     from imgpipe.services.reconcile import recover_after_restart
 
     settings = _settings()
     _require_safe_bind(host, settings)
     _logging(settings)
-    container = build(settings)
+    container = _build(build, settings)
     container.migrate()
     container.clean_staging()
     worker = container.embedded_worker()
@@ -163,6 +167,7 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
         resumed = recover_after_restart(container.deps)
         if resumed:
             err.print(f"imgpipe: resumed {resumed} unfinished image(s) from the database")
+        recover_moderation(container.deps)
     container.check_protection()
     housekeeping = container.housekeeping()
     for task in housekeeping:
@@ -214,7 +219,7 @@ def api(
         raise typer.Exit(2)
     _require_safe_bind(host, settings)
     _logging(settings)
-    container = build(settings)
+    container = _build(build, settings)
     _require_current_schema(container)
     processes = f" ({workers} processes)" if workers > 1 else ""
     err.print(f"imgpipe: API on http://{host}:{port}{processes} (docs at /docs)")
@@ -254,6 +259,14 @@ def worker(
         int | None, typer.Option(help="Serve Prometheus metrics of all children on this port.")
     ] = None,
     metrics_host: Annotated[str, typer.Option(help="Address for --metrics-port.")] = "127.0.0.1",
+    queues: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated: process, webhooks, moderate (default: all three, "
+            "moderate only when MODERATION is on). A worker of its own for moderate keeps "
+            "moderation off the variant slots."
+        ),
+    ] = None,
 ) -> None:
     """A Celery worker that makes variants (run N of them on M machines)."""
     from imgpipe.cli.runtime import (
@@ -275,7 +288,7 @@ def worker(
     from imgpipe.container import build
 
     _logging(settings)
-    container = build(settings)
+    container = _build(build, settings)
     _require_current_schema(container)
     container.check_protection()
     container.prepare_prefork()
@@ -286,7 +299,7 @@ def worker(
         "worker",
         f"--loglevel={settings.log_level.upper()}",
         f"--concurrency={concurrency or os.cpu_count() or 1}",
-        f"--queues={settings.queue_name}.process,{settings.queue_name}.webhooks",
+        f"--queues={_worker_queues(settings, queues)}",
         "--without-mingle",
         # A node name of its own: on RabbitMQ two workers sharing one (the default,
         # celery@host) fight over an exclusive control queue and one of them dies.
@@ -297,6 +310,29 @@ def worker(
     # A worker that could not start its pool must exit non-zero, so a supervisor
     # restarts it.
     raise typer.Exit(run_worker(container.celery, argv))
+
+
+def _build(build: Callable[[Settings], Container], settings: Settings) -> Container:
+    """The container; a setting that cannot work (a moderation model missing) stops the
+    start with its name, not a traceback."""
+    try:
+        return build(settings)
+    except ValueError as exc:
+        err.print(f"[red]imgpipe: {exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _worker_queues(settings: Settings, asked: str | None) -> str:
+    default = ["process", "webhooks"] + (["moderate"] if settings.moderation != "off" else [])
+    names = [n.strip() for n in asked.split(",") if n.strip()] if asked else default
+    unknown = [n for n in names if n not in ("process", "webhooks", "moderate")]
+    if unknown or not names:
+        err.print(
+            f"[red]imgpipe worker: --queues takes process, webhooks and moderate; "
+            f"got {asked!r}[/red]"
+        )
+        raise typer.Exit(2)
+    return ",".join(f"{settings.queue_name}.{name}" for name in names)
 
 
 @app.command()

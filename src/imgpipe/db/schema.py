@@ -90,6 +90,10 @@ class ImageRow(Base):
         order_by="VariantRow.id",
         lazy="selectin",
     )
+    # None: uploaded while MODERATION was off (services/moderation.py).
+    moderation: Mapped[ModerationRow | None] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", uselist=False
+    )
 
     __table_args__ = (
         Index("ix_images_owner_id", "owner", "id"),
@@ -248,3 +252,47 @@ class DeadLetterRow(Base):
     error: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     retried_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ModerationRow(Base):
+    """An image's moderation: its verdict and its job (a lease of its own, like variants').
+
+    The job columns mirror ``images``: claimable once ``due_at`` has passed, held by
+    ``lease_owner`` until then, ``due_at`` None once there is nothing left to do.
+    """
+
+    __tablename__ = "moderations"
+
+    image_id: Mapped[str] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    labels: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    model: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ModerationDecisionRow(Base):
+    """Every verdict on an image, the model's and each admin's: who, when, what, why."""
+
+    __tablename__ = "moderation_decisions"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(20))  # what the image became
+    previous_status: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    decided_by: Mapped[str] = mapped_column(String(200))  # model:NAME, key:ID (owner), cli:USER
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    labels: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from imgpipe.domain.moderation import keyless_refusal
+
 
 @dataclass(frozen=True, slots=True)
 class DeliveryFacts:
@@ -17,12 +19,13 @@ class DeliveryFacts:
 
     deleted: bool
     variant_done: bool
-    # SPEC §7: with moderation on, keyless delivery waits for "approved". No moderation
-    # exists yet, so it is None ("off") everywhere; the rule below already honours it.
-    moderation: str | None = None
+    # SPEC §7: with moderation on, keyless delivery waits for "approved"
+    # (domain/moderation.py: keyless_refusal, the rule renders follow too).
+    moderation: str | None = None  # the image's moderation status; None: it has none
+    moderation_enabled: bool = False
 
 
 def deliverable_publicly(facts: DeliveryFacts) -> bool:
     if facts.deleted or not facts.variant_done:
         return False
-    return facts.moderation in (None, "off", "approved")
+    return keyless_refusal(facts.moderation, facts.moderation_enabled) is None

@@ -18,11 +18,12 @@ from celery import Celery
 from kombu.exceptions import ChannelError
 
 from imgpipe.domain.errors import ProcessTimeout
-from imgpipe.jobs.messages import DeliverWebhook, ProcessImage
-from imgpipe.jobs.queue import ProcessHandler, WebhookHandler
+from imgpipe.jobs.messages import DeliverWebhook, ModerateImage, ProcessImage
+from imgpipe.jobs.queue import ModerationHandler, ProcessHandler, WebhookHandler
 
 PROCESS_TASK = "imgpipe.process_image"
 WEBHOOK_TASK = "imgpipe.deliver_webhook"
+MODERATE_TASK = "imgpipe.moderate_image"
 # kombu's in-process transport. It needs no host, but kombu warns "No hostname was
 # supplied" at every start for a URL without one: name one, and say nothing false.
 EMBEDDED_BROKER = "memory://localhost/"
@@ -67,6 +68,9 @@ def celery_settings(config: QueueConfig) -> dict[str, Any]:
         "task_routes": {
             PROCESS_TASK: {"queue": process_queue},
             WEBHOOK_TASK: {"queue": webhook_queue},
+            # Moderation has a queue of its own, so a slow model or API never holds a
+            # slot that variants wait for (docs/moderation.md).
+            MODERATE_TASK: {"queue": moderation_queue_name(config.queue_name)},
         },
         # Ack after the work. A worker that dies mid-job gets its message acked anyway
         # (not requeued): requeueing would redeliver a job that kills its worker forever.
@@ -93,14 +97,27 @@ def webhook_queue_name(queue_name: str) -> str:
     return f"{queue_name}.webhooks"
 
 
+def moderation_queue_name(queue_name: str) -> str:
+    return f"{queue_name}.moderate"
+
+
 def make_celery(
     config: QueueConfig,
     handler: ProcessHandler,
     worker_niceness: int = 0,
     webhook_handler: WebhookHandler | None = None,
+    moderation_handler: ModerationHandler | None = None,
 ) -> Celery:
     app = Celery("imgpipe", set_as_current=False)
     app.conf.update(celery_settings(config))
+
+    if moderation_handler is not None:
+
+        @app.task(name=MODERATE_TASK)  # type: ignore[untyped-decorator]
+        def moderate_image(image_id: str) -> None:
+            if worker_niceness:
+                _lower_thread_priority(worker_niceness)
+            moderation_handler(ModerateImage(image_id))
 
     if webhook_handler is not None:
 
@@ -127,6 +144,9 @@ class CeleryQueue:
 
     def enqueue_webhook(self, message: DeliverWebhook) -> None:
         self._app.send_task(WEBHOOK_TASK, args=[message.event_id, message.attempt])
+
+    def enqueue_moderation(self, message: ModerateImage) -> None:
+        self._app.send_task(MODERATE_TASK, args=[message.image_id])
 
     def check(self) -> None:
         with self._app.connection_for_write() as connection:
@@ -157,10 +177,11 @@ class EmbeddedWorker:
     every core without a process per worker.
     """
 
-    def __init__(self, app: Celery, concurrency: int) -> None:
-        queues = [app.conf.task_default_queue]
-        if WEBHOOK_TASK in app.tasks:
-            queues.append(app.conf.task_routes[WEBHOOK_TASK]["queue"])
+    def __init__(self, app: Celery, concurrency: int, queues: list[str] | None = None) -> None:
+        if queues is None:
+            queues = [app.conf.task_default_queue]
+            if WEBHOOK_TASK in app.tasks:
+                queues.append(app.conf.task_routes[WEBHOOK_TASK]["queue"])
         self._controller = app.WorkController(
             queues=queues,
             pool_cls="threads",
@@ -180,6 +201,22 @@ class EmbeddedWorker:
     def stop(self, timeout: float = 30.0) -> None:
         self._controller.stop(in_sighandler=False)
         self._thread.join(timeout)
+
+
+class EmbeddedWorkers:
+    """Several embedded workers started and stopped together: each has its own slots,
+    so work on one queue (moderation) never waits for, or holds, a slot of another."""
+
+    def __init__(self, workers: list[EmbeddedWorker]) -> None:
+        self._workers = workers
+
+    def start(self) -> None:
+        for worker in self._workers:
+            worker.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        for worker in self._workers:
+            worker.stop(timeout)
 
 
 _thread_state = threading.local()

@@ -18,3 +18,10 @@ class DeliverWebhook:
 
     event_id: str
     attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModerateImage:
+    """Score this image with the moderation backend, if its moderation is due."""
+
+    image_id: str

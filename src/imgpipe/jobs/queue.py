@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from imgpipe.jobs.messages import DeliverWebhook, ProcessImage
+from imgpipe.jobs.messages import DeliverWebhook, ModerateImage, ProcessImage
 
 ProcessHandler = Callable[[ProcessImage], None]
 WebhookHandler = Callable[[DeliverWebhook], None]
+ModerationHandler = Callable[[ModerateImage], None]
 
 
 class JobQueue(Protocol):
@@ -25,3 +26,8 @@ class JobQueue(Protocol):
 class WebhookQueue(Protocol):
     def enqueue_webhook(self, message: DeliverWebhook) -> None:
         """Hand a delivery attempt to the broker's webhook queue; raise if not taken."""
+
+
+class ModerationQueue(Protocol):
+    def enqueue_moderation(self, message: ModerateImage) -> None:
+        """Hand a moderation job to the broker's moderation queue; raise if not taken."""

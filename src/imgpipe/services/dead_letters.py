@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from imgpipe.db.schema import DeadLetterRow, JobAttemptRow, utcnow
 from imgpipe.domain.states import VariantStatus
-from imgpipe.services import jobs
+from imgpipe.services import jobs, moderation
 
 HISTORY_LIMIT = 50
 
@@ -89,6 +89,8 @@ def retry(
             names = [name for name in row.variants if name in failed]
             if names:
                 jobs.reset_for_retry(session, image, names, now, enqueued=enqueued)
+            if moderation.DEAD_LETTER_NAME in row.variants:  # sent by the reconciler
+                moderation.reset_for_retry(session, image.id, now)
             row.retried_at = now
             session.flush()
             retried.append(_view(session, row))

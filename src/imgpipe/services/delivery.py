@@ -16,6 +16,7 @@ from imgpipe.db.schema import ImageRow, VariantRow
 from imgpipe.domain.delivery import DeliveryFacts, deliverable_publicly
 from imgpipe.domain.errors import NotFound, NotReady
 from imgpipe.domain.media import ImageFormat
+from imgpipe.domain.moderation import check_keyless
 from imgpipe.domain.signing import sign_variant, verify_variant
 from imgpipe.domain.states import VariantStatus
 from imgpipe.services.deps import DeliverySettings, ServiceDeps
@@ -37,12 +38,15 @@ class PublicUrls:
 
     settings: DeliverySettings
     signing_key: bytes
+    moderation_enabled: bool = False
 
     def for_variant(self, image: ImageRow, variant: VariantRow) -> str | None:
         facts = DeliveryFacts(
             deleted=image.deleted_at is not None,
             variant_done=variant.status == VariantStatus.DONE.value
             and variant.storage_key is not None,
+            moderation=_moderation_status(image),
+            moderation_enabled=self.moderation_enabled,
         )
         if not deliverable_publicly(facts) or variant.storage_key is None:
             return None
@@ -63,7 +67,11 @@ def public_urls(deps: ServiceDeps) -> PublicUrls | None:
     """None when PUBLIC_BASE_URL is unset: the resource then has no ``public_url`` at all."""
     if not deps.delivery.public_base_url:
         return None
-    return PublicUrls(deps.delivery, deps.signing_key)
+    return PublicUrls(deps.delivery, deps.signing_key, deps.moderation.enabled)
+
+
+def _moderation_status(image: ImageRow) -> str | None:
+    return image.moderation.status if image.moderation is not None else None
 
 
 def found(image: ImageRow, name: str) -> tuple[VariantRow, FoundVariant]:
@@ -92,9 +100,8 @@ def signed_variant(
         if image is None or image.deleted_at is not None:
             raise NotFound(f"No image {image_id}.")
         variant, where = found(image, name)
-        facts = DeliveryFacts(deleted=False, variant_done=True)
-        if not deliverable_publicly(facts):
-            raise NotFound(f"No image {image_id}.")
+        # Held by moderation: the same answer a signed render gets (403 or 409, no-store).
+        check_keyless(_moderation_status(image), deps.moderation.enabled)
         if variant.profile_digest != version:
             # The URL names bytes this variant no longer has (its profile changed): a CDN
             # must never keep the new bytes under the old, immutable URL.

@@ -8,12 +8,14 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from imgpipe.domain.media import Limits, ProbeCache
+from imgpipe.domain.moderation import Policy
 from imgpipe.domain.profiles import ProfileSet
 from imgpipe.domain.ratelimit import InProcessLimiter, Rate, RateLimiter
 from imgpipe.domain.render_options import RenderConfig
 from imgpipe.domain.retry import RetryPolicy
 from imgpipe.domain.webhooks import DEFAULT_RETRY_FOR_S, DEFAULT_SCHEDULE_S
-from imgpipe.jobs.queue import JobQueue, WebhookQueue
+from imgpipe.jobs.queue import JobQueue, ModerationQueue, WebhookQueue
+from imgpipe.moderation.port import Moderator
 from imgpipe.notify.egress import AllowList, Resolver, system_resolver
 from imgpipe.storage.base import ObjectStore, Protection
 
@@ -77,6 +79,20 @@ class DurabilitySettings:
 
 
 @dataclass(frozen=True)
+class ModerationSettings:
+    """MODERATION and its policy (docs/moderation.md). ``moderator`` None: off."""
+
+    moderator: Moderator | None = None
+    policy: Policy = field(default_factory=Policy)
+    queue: ModerationQueue | None = None
+    timeout_s: float = 20.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.moderator is not None
+
+
+@dataclass(frozen=True)
 class ServiceDeps:
     sessions: sessionmaker[Session]  # for work that writes: `with sessions.begin()`
     read_sessions: sessionmaker[Session]  # for queries that only read
@@ -93,6 +109,7 @@ class ServiceDeps:
     jobs: JobSettings = field(default_factory=JobSettings)
     # Originals' header facts for renders, by sha256 (bounded; per process).
     probes: ProbeCache = field(default_factory=ProbeCache)
+    moderation: ModerationSettings = field(default_factory=ModerationSettings)
     # API_BASE_URL, without a trailing slash; empty: URLs follow each request's Host.
     api_base_url: str = ""
     delivery: DeliverySettings = field(default_factory=DeliverySettings)

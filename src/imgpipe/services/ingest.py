@@ -17,7 +17,7 @@ from imgpipe.domain.ids import new_image_id
 from imgpipe.domain.profiles import Profile
 from imgpipe.domain.states import ImageStatus, VariantStatus
 from imgpipe.engine.probe import probe
-from imgpipe.services import durability, idempotency, jobs, webhooks
+from imgpipe.services import durability, idempotency, jobs, moderation, webhooks
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.services.queries import get_image
 from imgpipe.services.views import ImageView, image_view
@@ -103,6 +103,7 @@ def _ingest(
             due_at=now,
             enqueued_at=now,
             replicated_at=now if replicated else None,
+            moderation=moderation.new_row(deps, now),
         )
         session.add(row)
         session.flush()
@@ -114,6 +115,8 @@ def _ingest(
     metrics.UPLOAD_BYTES.inc(staged.size)
     log.info("upload accepted", extra={"image_id": view.id, "bytes": staged.size})
     jobs.hand_out(deps, view.id)
+    if deps.moderation.enabled:  # its own job, in parallel with the variants
+        moderation.hand_out(deps, view.id)
     return view
 
 

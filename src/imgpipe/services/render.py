@@ -34,10 +34,11 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from imgpipe.db.schema import ImageRow
+from imgpipe.db.schema import ImageRow, ModerationRow
 from imgpipe.domain.errors import ImgpipeError, NotFound
 from imgpipe.domain.formats import HEAD_BYTES, identify
 from imgpipe.domain.media import ImageFormat, ProbeResult
+from imgpipe.domain.moderation import check_keyless
 from imgpipe.domain.render_options import BadOption, RenderOptions, parse_options
 from imgpipe.domain.signing import authorise_render
 from imgpipe.domain.states import ImageStatus
@@ -234,11 +235,16 @@ def _renderable_sha(deps: ServiceDeps, image_id: str, owner: str | None) -> str:
         row = connection.execute(query, params).first()
     if row is None or row.status == ImageStatus.FAILED.value:
         raise NotFound(f"No image {image_id}.")
+    if owner is None:  # keyless: only what moderation lets out (domain/moderation.py)
+        check_keyless(row.moderation, deps.moderation.enabled)
     return str(row.sha256)
 
 
-_ROW_BY_ID = select(ImageRow.sha256, ImageRow.status).where(
-    ImageRow.id == bindparam("id"), ImageRow.deleted_at.is_(None)
+# The moderation status rides along (an outer join on its primary key): still one statement.
+_ROW_BY_ID = (
+    select(ImageRow.sha256, ImageRow.status, ModerationRow.status.label("moderation"))
+    .outerjoin(ModerationRow, ModerationRow.image_id == ImageRow.id)
+    .where(ImageRow.id == bindparam("id"), ImageRow.deleted_at.is_(None))
 )
 _ROW_BY_ID_AND_OWNER = _ROW_BY_ID.where(ImageRow.owner == bindparam("owner"))
 _READ_ENGINES: weakref.WeakKeyDictionary[sessionmaker[Session], Engine] = (

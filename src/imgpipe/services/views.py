@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from imgpipe.db.schema import ImageRow, VariantRow
+from imgpipe.db.schema import ImageRow, ModerationRow, VariantRow
+from imgpipe.domain.moderation import ModerationStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +90,7 @@ def image_view(row: ImageRow, public: PublicUrlMaker | None = None) -> ImageView
             "phash": metadata.get("phash"),
             "quality": metadata.get("quality"),
         },
-        # Moderation is not configured in this release: say so rather than invent scores.
-        moderation={"status": "not_configured", "scores": {}},
+        moderation=moderation_view(row.moderation),
         created_at=row.created_at,
         updated_at=row.updated_at,
         completed_at=row.completed_at,
@@ -111,3 +111,29 @@ def _variant_view(image_id: str, row: VariantRow, public_url: str | None) -> Var
         attempts=row.attempts,
         public_url=public_url,
     )
+
+
+def moderation_view(row: ModerationRow | None) -> dict[str, Any]:
+    """``{status, labels, model, decided_by, reason, error}``; no row: uploaded while
+    MODERATION was off."""
+    if row is None:
+        status, labels, model, decided_by, reason, error = (
+            ModerationStatus.OFF.value,
+            [],
+            None,
+            None,
+            None,
+            None,
+        )
+    else:
+        status, labels, model = row.status, list(row.labels or []), row.model
+        decided_by, reason = row.decided_by, row.reason
+        error = {"code": row.error_code, "message": row.error or ""} if row.error_code else None
+    return {
+        "status": status,
+        "labels": labels,
+        "model": model,
+        "decided_by": decided_by,
+        "reason": reason,
+        "error": error,
+    }

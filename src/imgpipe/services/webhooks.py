@@ -31,7 +31,7 @@ from imgpipe.db.schema import (
 )
 from imgpipe.domain.errors import NotFound
 from imgpipe.domain.ids import new_image_id
-from imgpipe.domain.webhooks import EventStatus, event_for_status, next_delay_s
+from imgpipe.domain.webhooks import EventStatus, EventType, event_for_status, next_delay_s
 from imgpipe.jobs.messages import DeliverWebhook
 from imgpipe.notify import signing
 from imgpipe.notify.egress import check_url
@@ -84,7 +84,9 @@ def _emit(deps: ServiceDeps, image_id: str) -> str | None:
     return event_id
 
 
-def record_event(deps: ServiceDeps, session: Session, image: ImageRow) -> str | None:
+def record_event(
+    deps: ServiceDeps, session: Session, image: ImageRow, event_type: EventType | None = None
+) -> str | None:
     """Add the image's event to the caller's transaction, if it settled and has a callback.
 
     Recorded in the same transaction as the image's outcome (an outbox), so a worker that
@@ -93,7 +95,8 @@ def record_event(deps: ServiceDeps, session: Session, image: ImageRow) -> str | 
     """
     if not image.callback_url:
         return None
-    event_type = event_for_status(image.status)
+    # image.flagged is moderation's (services/moderation.py); the rest follow the status.
+    event_type = event_type or event_for_status(image.status)
     if event_type is None:
         return None
     now = utcnow()
