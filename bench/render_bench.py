@@ -535,8 +535,9 @@ def source_quality(photos: list[Path]) -> list[dict[str, Any]]:
     from imgpipe.domain.media import ImageFormat, Limits
     from imgpipe.domain.render_options import parse_options
     from imgpipe.engine import render_source
+    from imgpipe.engine.plan import plan
     from imgpipe.engine.probe import probe
-    from imgpipe.engine.render import plan_render, render
+    from imgpipe.engine.render import render
     from imgpipe.engine.steps.decode import decode
 
     engine.configure()
@@ -566,7 +567,7 @@ def source_quality(photos: list[Path]) -> list[dict[str, Any]]:
             size = render_source.source_size(facts)
             if size is None:
                 continue
-            geometry = plan_render(facts.upright_size, options)
+            planned = plan(options, facts.upright_size)
             base = decode(path, facts, size, all_frames=False).copy_memory()
             encode_ms, copy = cpu_ms(lambda base=base: render_source.encode_source(base))
             copy_path = Path(scratch) / f"{path.stem}.jpg"
@@ -576,11 +577,11 @@ def source_quality(photos: list[Path]) -> list[dict[str, Any]]:
                 lambda path=path, facts=facts: render(path, facts, options, ImageFormat.WEBP)
             )
             copy_ms, from_copy = cpu_ms(
-                lambda cp=copy_path, cf=copy_facts, g=geometry: render(
-                    cp, cf, options, ImageFormat.WEBP, geometry=g, fast_shrink=False
+                lambda cp=copy_path, cf=copy_facts, g=planned: render(
+                    cp, cf, options, ImageFormat.WEBP, planned=g, render_source=True
                 )
             )
-            reference = lanczos_resize(load_rgb(path), geometry.output)
+            reference = lanczos_resize(load_rgb(path), planned.output)
             rows.append(
                 {
                     "photo": path.name,

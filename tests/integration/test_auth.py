@@ -190,6 +190,16 @@ def test_a_key_revoked_while_the_server_runs_stops_working_at_once(
     assert_problem(httpx.get(url, headers=headers), 401, "unauthorized")
 
 
+def test_me_says_who_the_caller_is(as_owner: Callable[[str | None], httpx.Client]) -> None:
+    alice = as_owner("alice").get("/v1/me")
+    assert alice.status_code == 200, alice.text
+    assert (alice.json()["owner"], alice.json()["admin"]) == ("alice", False)
+    assert alice.json()["key_id"]
+    assert as_owner("root").get("/v1/me").json()["admin"] is True
+    assert_problem(as_owner(None).get("/v1/me"), 401, "unauthorized")
+    assert_problem(as_owner("carol").get("/v1/me"), 401, "unauthorized")  # revoked
+
+
 def test_admin_endpoints_need_an_admin_key(
     as_owner: Callable[[str | None], httpx.Client], keyed: dict[str, Any]
 ) -> None:

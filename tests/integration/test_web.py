@@ -117,7 +117,7 @@ def _asset_urls(page: httpx.Client) -> tuple[str, str]:
     return parsed.scripts[0], parsed.stylesheets[0]
 
 
-def test_the_review_script_calls_only_admin_routes_the_api_has(page: httpx.Client) -> None:
+def test_the_review_script_calls_only_routes_the_api_has(page: httpx.Client) -> None:
     review = _parse(page.get("/").text).scripts[1]
     response = page.get(review)
     assert response.status_code == 200 and "immutable" in response.headers["cache-control"]
@@ -125,7 +125,7 @@ def test_the_review_script_calls_only_admin_routes_the_api_has(page: httpx.Clien
     schema: dict[str, Any] = page.get("/openapi.json").json()
     routes = {_normalise(path): ops for path, ops in schema["paths"].items()}
     called = {_normalise(p) for p in re.findall(r"[`\"'](/v1/[^`\"'?]*)", response.text)}
-    assert called == {"/v1/admin/moderation", "/v1/admin/images/{}/moderation"}, called
+    assert called == {"/v1/me", "/v1/admin/moderation", "/v1/admin/images/{}/moderation"}, called
     assert "get" in routes["/v1/admin/moderation"]
     assert "post" in routes["/v1/admin/images/{}/moderation"]
     assert "innerHTML" not in response.text  # server text only ever as textContent

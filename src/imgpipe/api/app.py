@@ -13,6 +13,7 @@ from imgpipe.api import (
     routes_docs,
     routes_health,
     routes_images,
+    routes_me,
     routes_moderation,
     routes_ops,
     routes_uploads,
@@ -47,6 +48,7 @@ def create_app(deps: ServiceDeps) -> FastAPI:
     app.include_router(routes_webhooks.router)
     app.include_router(routes_admin.router)
     app.include_router(routes_moderation.router)
+    app.include_router(routes_me.router)
     app.include_router(render_router)
     app.include_router(render_url_router)
     app.include_router(routes_web.router)

@@ -58,6 +58,7 @@ RESPONSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/v1/images/{image_id}/complete"): (*_V1, 404, *_UPLOAD),
     ("post", "/v1/images"): (*_V1, *_UPLOAD),
     ("get", "/v1/images"): _V1,
+    ("get", "/v1/me"): _V1,
     ("get", "/v1/images/{image_id}"): (*_V1, 404),
     ("get", "/v1/images/{image_id}/similar"): (*_V1, 404, 409),
     ("delete", "/v1/images/{image_id}"): (*_V1, 404),

@@ -1,6 +1,6 @@
 // The review queue for admins: images moderation held for review, each with its thumbnail
-// and two buttons. Shown only when the queue answers 200: an admin key in this tab, or
-// single-user mode; for anyone else the section stays hidden. Plain DOM and fetch, like app.js, and
+// and two buttons. Shown only when GET /v1/me says the caller is an admin (an admin key in
+// this tab, or single-user mode); for anyone else the section stays hidden. Plain DOM and fetch, like app.js, and
 // text from the server only ever set as textContent.
 
 const KEY_STORAGE = "imgpipe.apiKey"; // the key app.js keeps for this tab
@@ -120,6 +120,12 @@ async function load() {
   const section = $("review");
   let response;
   try {
+    // Ask who we are first: a non-admin key never calls an admin route (no 403 to log).
+    const me = await call("/v1/me");
+    if (!me.ok || !(await me.json()).admin) {
+      section.hidden = true; // not an admin key, or no key yet (401)
+      return;
+    }
     response = await call(paths.queue());
   } catch {
     return; // the server is away: app.js says so; try again on the next round
