@@ -8,10 +8,17 @@ a machine dying), which is started again at once, as a supervisor would. The tes
 supervises: a worker that exits by itself is started again (Celery ends a worker whose pool
 process dies before the pool is up: "Could not start worker processes").
 
-Nothing may be lost or stuck: every image ends `done` within 70 s of the last kill, and
-within 70 s of the claim its own kill interrupted; no variant is claimed more often than
-the kills explain, every extra claim follows an attempt recorded as lost, and every
-variant is byte-identical to a clean run (the same engine functions in this process).
+Nothing may be lost or stuck: every image ends `done` (within DRAIN_WITHIN_S of the last
+kill, a bound on the whole backlog's throughput with many times the usual 14-20 s); no
+variant is claimed more often than the kills explain, every extra claim follows an
+attempt recorded as lost, and every variant is byte-identical to a clean run (the same
+engine functions in this process).
+
+Recovery does not wait for the backlog: a job whose claim a kill interrupted goes to the
+recovery queue, which workers drain first, so it is done within RECOVERED_WITHIN_S of
+that claim whatever is queued (LEASE_S 3 + RECONCILE_S 0.5 + about one job: 3.5 to 6 s
+measured). Before the recovery queue it went to the back of the queue: 26 to 33 s with
+this backlog, and once 82.9 s on a loaded machine.
 
 The seed of the kill schedule is printed; IMGPIPE_TEST_SEED=N replays it.
 """
@@ -52,8 +59,9 @@ WHOLE_WORKER_EVERY = 10  # kills 10, 20, 30, 40 take a whole worker; the rest a 
 KILL_GAP_S = (0.1, 0.6)  # between kills, uniform: about 17 s of kills in all
 CONCURRENCY = 2
 PROFILE = "thumbnail"
-DONE_WITHIN_S = 70.0  # every job done within this long of the last kill
-TEST_BUDGET_S = 200.0
+DRAIN_WITHIN_S = 150.0  # every job done within this long of the last kill
+RECOVERED_WITHIN_S = 30.0  # an interrupted job done within this long of its lost claim
+TEST_BUDGET_S = 300.0
 
 
 @dataclass
@@ -134,14 +142,14 @@ def test_sigkill_workers_50_times_during_1000_jobs_loses_nothing(tmp_path: Path)
                         stop.set()
                 assert kills.total == KILLS, f"only {kills.total} kills happened"
 
-                # Wait for every image, up to DONE_WITHIN_S after the last kill (and the
+                # Wait for every image, up to DRAIN_WITHIN_S after the last kill (and the
                 # restarted workers are part of what must recover in that time).
-                left_s = DONE_WITHIN_S - (time.time() - kills.last_at)
+                left_s = DRAIN_WITHIN_S - (time.time() - kills.last_at)
                 with httpx.Client(base_url=stack.base_url, timeout=60) as client:
                     seen, _ = wait_all_terminal(client, image_ids, timeout=max(left_s, 1.0))
                 unfinished = {i: s for i, s in seen.items() if s != "done"}
                 assert not unfinished, (
-                    f"{len(unfinished)} of {JOBS} images not done {DONE_WITHIN_S:.0f}s after "
+                    f"{len(unfinished)} of {JOBS} images not done {DRAIN_WITHIN_S:.0f}s after "
                     f"the last kill: {dict(list(unfinished.items())[:10])}\n{stack.log_tail()}"
                 )
 
@@ -164,7 +172,8 @@ def test_sigkill_workers_50_times_during_1000_jobs_loses_nothing(tmp_path: Path)
             ][0]
             jobs_hit, slowest_job_s = lost[0][0], float(lost[0][1] or 0.0)
     finally:
-        purge_queue(REDIS_URL, f"{queue}.process")
+        for suffix in ("process", "recover", "webhooks"):
+            purge_queue(REDIS_URL, f"{queue}.{suffix}")
 
     attempts = [v["attempts"] for r in resources for v in r["variants"].values()]
     retried = sum(1 for r in resources if any(v["attempts"] > 1 for v in r["variants"].values()))
@@ -181,8 +190,12 @@ def test_sigkill_workers_50_times_during_1000_jobs_loses_nothing(tmp_path: Path)
     assert extra_claims <= explained, (
         f"{extra_claims} claims beyond the first, but the kills explain at most {explained}"
     )
-    assert recovered_s <= DONE_WITHIN_S, f"last image done {recovered_s:.1f}s after last kill"
-    assert slowest_job_s <= DONE_WITHIN_S, f"a job took {slowest_job_s:.1f}s after its kill"
+    assert recovered_s <= DRAIN_WITHIN_S, f"last image done {recovered_s:.1f}s after last kill"
+    # The figure the recovery queue makes independent of the backlog.
+    assert slowest_job_s <= RECOVERED_WITHIN_S, (
+        f"an interrupted job was done {slowest_job_s:.1f}s after its lost claim "
+        f"(bound {RECOVERED_WITHIN_S:.0f}s): recovery waited behind the backlog?"
+    )
     # The history agrees: every claim beyond the first follows an attempt recorded lost.
     assert lost_attempts == extra_claims, (lost_attempts, extra_claims)
     assert jobs_hit == retried, (jobs_hit, retried)

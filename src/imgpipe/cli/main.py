@@ -245,18 +245,19 @@ def worker(
     container.housekeeping_when_worker_ready()
     if metrics_port is not None:
         serve_multiprocess_metrics(metrics_port, metrics_host)
+    from imgpipe.jobs.celery_queue import run_worker, worker_queues
+
     argv = [
         "worker",
         f"--loglevel={settings.log_level.upper()}",
         f"--concurrency={concurrency or os.cpu_count() or 1}",
-        f"--queues={settings.queue_name}.process,{settings.queue_name}.webhooks",
+        # The recovery queue first: see jobs/celery_queue.py, RecoveryFirstCycle.
+        f"--queues={','.join(worker_queues(settings.queue_name))}",
         "--without-mingle",
         # A node name of its own: on RabbitMQ two workers sharing one (the default,
         # celery@host) fight over an exclusive control queue and one of them dies.
         f"--hostname={settings.queue_name}-{os.getpid()}@%h",
     ]
-    from imgpipe.jobs.celery_queue import run_worker
-
     # A worker that could not start its pool must exit non-zero, so a supervisor
     # restarts it.
     raise typer.Exit(run_worker(container.celery, argv))
