@@ -4,7 +4,8 @@
 
 For each backlog size, on a PostgreSQL database and a Redis queue name of its own: one
 `imgpipe api` takes one upload (a 1600x1200 JPEG, profile `thumbnail`); the bench then
-copies its image and variant rows in SQL into BACKLOG pending jobs sharing that stored
+copies its image and variant rows in SQL into BACKLOG + 40 x --kills pending jobs (so at
+least BACKLOG are still queued at the last kill) sharing that stored
 original (as BACKLOG uploads would leave them, in seconds rather than minutes) and hands
 each to the broker's process queue. One `imgpipe worker --concurrency 2` then starts. Once
 it is busy, a pool process is SIGKILLed while it holds a job (the open `job_attempts` row
@@ -230,7 +231,7 @@ def run_backlog(backlog: int, kills: int, photo: bytes) -> list[dict[str, float]
                     answer.raise_for_status()
                     template = answer.json()["id"]
                 _purge(queue)  # the template's own message: its copies are the backlog
-                image_ids = _copy_jobs(database_url, template, backlog + kills * 10)
+                image_ids = _copy_jobs(database_url, template, backlog + kills * 40)
                 _hand_out(queue, image_ids)
                 worker_pid = stack.run(
                     "worker", "--concurrency", str(CONCURRENCY), log_name="worker"
