@@ -95,8 +95,11 @@ def _killer(stack: Stack, rng: random.Random, log: KillLog, stop: threading.Even
             log.whole += 1
             log.last_at, log.last_mono = time.time(), time.monotonic()
             continue
-        children = stack.pool_children(role) or [
-            child for other in roles for child in stack.pool_children(other)
+        # Only workers that are up: a pool process killed while its pool starts ends the
+        # whole worker ("Could not start worker processes"), and under load the restarts
+        # cascade until no worker runs at all, which tests start-up, not recovery.
+        children = (stack.pool_children(role) if _ready(stack, role) else []) or [
+            child for other in roles if _ready(stack, other) for child in stack.pool_children(other)
         ]
         if not children:  # every pool is being replaced this instant: try again shortly
             log.missed += 1
@@ -112,6 +115,11 @@ def _killer(stack: Stack, rng: random.Random, log: KillLog, stop: threading.Even
             continue
         log.pool += 1
         log.last_at, log.last_mono = time.time(), time.monotonic()
+
+
+def _ready(stack: Stack, role: str) -> bool:
+    log = stack.log_path(role).read_text(errors="replace")
+    return " ready." in log.rsplit("=== start", 1)[-1]
 
 
 def _busy_pids(stack: Stack) -> set[int]:
