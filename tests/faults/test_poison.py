@@ -190,7 +190,8 @@ def test_a_poison_image_is_dead_lettered_after_exactly_max_attempts(tmp_path: Pa
                 for role in stack.workers()
             )
     finally:
-        purge_queue(REDIS_URL, f"{queue}.process")
+        for suffix in ("process", "recover", "webhooks"):
+            purge_queue(REDIS_URL, f"{queue}.{suffix}")
     report(
         "poison image",
         {

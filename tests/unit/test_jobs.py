@@ -37,7 +37,7 @@ class RecordingQueue:
         self.sent: list[str] = []
         self.reported_depth: int | None = 0
 
-    def enqueue(self, message: ProcessImage) -> None:
+    def enqueue(self, message: ProcessImage, recover: bool = False) -> None:
         self.sent.append(message.image_id)
 
     def check(self) -> None:

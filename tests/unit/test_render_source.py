@@ -31,7 +31,7 @@ OWNER = "alice"
 
 
 class NoQueue:
-    def enqueue(self, message: ProcessImage) -> None:
+    def enqueue(self, message: ProcessImage, recover: bool = False) -> None:
         pass
 
     def check(self) -> None:

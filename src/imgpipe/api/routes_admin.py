@@ -80,7 +80,7 @@ def retry_dead_letter(deps: Deps, admin: Admin, dead_letter_id: str) -> dead_let
     if not result.retried:
         raise NotFound(f"No dead letter {dead_letter_id}.")
     for image_id in result.image_ids:
-        jobs.hand_out(deps, image_id)
+        jobs.hand_out(deps, image_id, recover=True)
     return result.retried[0]
 
 

@@ -295,18 +295,19 @@ def worker(
     container.housekeeping_when_worker_ready()
     if metrics_port is not None:
         serve_multiprocess_metrics(metrics_port, metrics_host)
+    from imgpipe.jobs.celery_queue import run_worker
+
     argv = [
         "worker",
         f"--loglevel={settings.log_level.upper()}",
         f"--concurrency={concurrency or os.cpu_count() or 1}",
+        # The recovery queue first: see jobs/celery_queue.py, RecoveryFirstCycle.
         f"--queues={_worker_queues(settings, queues)}",
         "--without-mingle",
         # A node name of its own: on RabbitMQ two workers sharing one (the default,
         # celery@host) fight over an exclusive control queue and one of them dies.
         f"--hostname={settings.queue_name}-{os.getpid()}@%h",
     ]
-    from imgpipe.jobs.celery_queue import run_worker
-
     # A worker that could not start its pool must exit non-zero, so a supervisor
     # restarts it.
     raise typer.Exit(run_worker(container.celery, argv))
@@ -332,6 +333,8 @@ def _worker_queues(settings: Settings, asked: str | None) -> str:
             f"got {asked!r}[/red]"
         )
         raise typer.Exit(2)
+    if "process" in names:  # re-handed and retried image jobs come first
+        names.insert(0, "recover")
     return ",".join(f"{settings.queue_name}.{name}" for name in names)
 
 

@@ -12,10 +12,13 @@ import os
 import signal
 import threading
 from dataclasses import dataclass
+from queue import Empty
 from typing import Any
 
 from celery import Celery
 from kombu.exceptions import ChannelError
+from kombu.transport import memory
+from kombu.utils.scheduling import FairCycle, round_robin_cycle
 
 from imgpipe.domain.errors import ProcessTimeout
 from imgpipe.jobs.messages import DeliverWebhook, ModerateImage, ProcessImage
@@ -27,6 +30,10 @@ MODERATE_TASK = "imgpipe.moderate_image"
 # kombu's in-process transport. It needs no host, but kombu warns "No hostname was
 # supplied" at every start for a URL without one: name one, and say nothing false.
 EMBEDDED_BROKER = "memory://localhost/"
+# Work handed out again (a lease that expired, a retry that fell due, a message the broker
+# lost, a dead letter retried) goes to a queue of its own that every worker drains before
+# the normal one, so recovery never waits behind the backlog (docs/reliability.md).
+RECOVER_SUFFIX = ".recover"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +59,15 @@ def celery_settings(config: QueueConfig) -> dict[str, Any]:
         # Redis redelivers an unacked message after this long; it must outlast the hard
         # time limit or a slow job runs twice while the first is still working.
         transport_options["visibility_timeout"] = max(3600, int(config.process_timeout_s * 8))
+        # kombu's default rotates the BRPOP key order after every message (fair between
+        # queues): the recovery queue must come first every time instead.
+        transport_options["queue_order_strategy"] = f"{__name__}:RecoveryFirstCycle"
     process_queue = f"{config.queue_name}.process"
     webhook_queue = webhook_queue_name(config.queue_name)
     return {
         "broker_url": config.broker_url or EMBEDDED_BROKER,
+        # The in-process transport, with the recovery queue drained first as on Redis.
+        "broker_transport": None if config.broker_url else f"{__name__}:EmbeddedTransport",
         "broker_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,
         "result_backend": None,
@@ -101,6 +113,67 @@ def moderation_queue_name(queue_name: str) -> str:
     return f"{queue_name}.moderate"
 
 
+def recover_queue_name(queue_name: str) -> str:
+    return f"{queue_name}{RECOVER_SUFFIX}"
+
+
+def worker_queues(queue_name: str) -> list[str]:
+    """The queues every worker consumes: recovery first (see ``RecoveryFirstCycle``)."""
+    return [
+        recover_queue_name(queue_name),
+        f"{queue_name}.process",
+        webhook_queue_name(queue_name),
+    ]
+
+
+def _recovery_first(queues: list[str]) -> None:
+    queues.sort(key=lambda name: not name.endswith(RECOVER_SUFFIX))  # stable: keeps the rest
+
+
+class RecoveryFirstCycle(round_robin_cycle):
+    """kombu's Redis queue order: recovery queues always first, the rest in turn.
+
+    Redis BRPOP pops from the first non-empty key in the order given, so a recovered job
+    is taken before any backlog. Plain priority order would let the image backlog starve
+    webhook deliveries; the other queues keep kombu's round robin among themselves.
+    """
+
+    def update(self, it: Any) -> None:
+        super().update(it)  # type: ignore[no-untyped-call]
+        _recovery_first(self.items)
+
+    def rotate(self, last_used: Any) -> Any:
+        super().rotate(last_used)  # type: ignore[no-untyped-call]
+        _recovery_first(self.items)
+        return last_used
+
+
+class _RecoveryFirstFairCycle(FairCycle):
+    """The in-process transport's poll order: recovery queues first, then kombu's turn."""
+
+    def get(self, callback: Any, **kwargs: Any) -> Any:
+        for resource in list(self.resources):
+            if resource.endswith(RECOVER_SUFFIX):
+                try:
+                    return self.fun(resource, callback, **kwargs)
+                except self.predicate:
+                    pass
+        return super().get(callback, **kwargs)  # type: ignore[no-untyped-call]
+
+
+class EmbeddedChannel(memory.Channel):
+    def _reset_cycle(self) -> None:
+        self._cycle = _RecoveryFirstFairCycle(  # type: ignore[no-untyped-call]
+            self._get_and_deliver, self._active_queues, Empty
+        )
+
+
+class EmbeddedTransport(memory.Transport):
+    """kombu's in-memory transport (``imgpipe serve``) honouring the recovery queue."""
+
+    Channel = EmbeddedChannel
+
+
 def make_celery(
     config: QueueConfig,
     handler: ProcessHandler,
@@ -139,8 +212,12 @@ class CeleryQueue:
     def __init__(self, app: Celery) -> None:
         self._app = app
 
-    def enqueue(self, message: ProcessImage) -> None:
-        self._app.send_task(PROCESS_TASK, args=[message.image_id])
+    def enqueue(self, message: ProcessImage, recover: bool = False) -> None:
+        if recover:
+            queue = recover_queue_name(self._queue_name())
+            self._app.send_task(PROCESS_TASK, args=[message.image_id], queue=queue)
+        else:
+            self._app.send_task(PROCESS_TASK, args=[message.image_id])
 
     def enqueue_webhook(self, message: DeliverWebhook) -> None:
         self._app.send_task(WEBHOOK_TASK, args=[message.event_id, message.attempt])
@@ -152,22 +229,31 @@ class CeleryQueue:
         with self._app.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1)
 
+    def _queue_name(self) -> str:
+        return str(self._app.conf.task_default_queue).removesuffix(".process")
+
     def depth(self) -> int | None:
-        """Messages waiting in the process queue, or None where the broker cannot say."""
-        queue = self._app.conf.task_default_queue
+        """Messages waiting in the process and recovery queues, or None where the broker
+        cannot say."""
+        queues = [self._app.conf.task_default_queue, recover_queue_name(self._queue_name())]
         try:
             with self._app.connection_for_read() as connection:
-                if connection.transport_cls == "memory":
+                if self._app.conf.broker_transport:  # the in-process queue of `serve`
                     return None
-                try:
-                    _, count, _ = connection.default_channel.queue_declare(
-                        queue=queue, passive=True
-                    )
-                except ChannelError:
-                    return 0  # not declared yet (Redis drops an empty list's key): empty
-                return int(count)
+                return sum(_queue_depth(connection, queue) for queue in queues)
         except Exception:  # an unreachable broker: unknown, not zero
             return None
+
+
+def _queue_depth(connection: Any, queue: str) -> int:
+    # A new channel per queue: on RabbitMQ a passive declare of a missing queue closes
+    # the channel it was sent on.
+    with connection.channel() as channel:
+        try:
+            _, count, _ = channel.queue_declare(queue=queue, passive=True)
+        except (ChannelError, *connection.channel_errors):
+            return 0  # not declared yet (Redis drops an empty list's key): empty
+        return int(count)
 
 
 class EmbeddedWorker:
@@ -179,9 +265,9 @@ class EmbeddedWorker:
 
     def __init__(self, app: Celery, concurrency: int, queues: list[str] | None = None) -> None:
         if queues is None:
-            queues = [app.conf.task_default_queue]
-            if WEBHOOK_TASK in app.tasks:
-                queues.append(app.conf.task_routes[WEBHOOK_TASK]["queue"])
+            queues = worker_queues(str(app.conf.task_default_queue).removesuffix(".process"))
+            if WEBHOOK_TASK not in app.tasks:
+                queues.pop()
         self._controller = app.WorkController(
             queues=queues,
             pool_cls="threads",

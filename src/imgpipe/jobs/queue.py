@@ -13,8 +13,11 @@ ModerationHandler = Callable[[ModerateImage], None]
 
 
 class JobQueue(Protocol):
-    def enqueue(self, message: ProcessImage) -> None:
-        """Hand the message to the broker; raise if the broker did not take it."""
+    def enqueue(self, message: ProcessImage, recover: bool = False) -> None:
+        """Hand the message to the broker; raise if the broker did not take it.
+
+        ``recover``: work handed out again (lease expired, retry due, message lost, dead
+        letter retried), which workers take before any new work."""
 
     def check(self) -> None:
         """Raise unless the broker is reachable now."""

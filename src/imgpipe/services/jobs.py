@@ -76,10 +76,14 @@ def worker_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"[:200]
 
 
-def hand_out(deps: ServiceDeps, image_id: str) -> bool:
-    """Give the job to the broker; on failure leave it for the reconciler's next round."""
+def hand_out(deps: ServiceDeps, image_id: str, recover: bool = False) -> bool:
+    """Give the job to the broker; on failure leave it for the reconciler's next round.
+
+    ``recover``: the job was handed out before (its worker died, a retry fell due, the
+    broker lost it, a dead letter was retried): it goes ahead of new work, so how long
+    it waits does not grow with the backlog."""
     try:
-        deps.queue.enqueue(ProcessImage(image_id))
+        deps.queue.enqueue(ProcessImage(image_id), recover=recover)
         return True
     except Exception:  # any broker client error; the adapter's types are not ours to name
         log.warning("enqueue failed; the reconciler will hand the job out", exc_info=True)

@@ -13,6 +13,9 @@ a job out again when:
   without persistence forgets its queue). Only that shortfall is handed out, oldest
   first, so a long but healthy backlog is not duplicated.
 
+Everything it hands out goes to the broker's recovery queue, which workers drain before
+new work: a job whose worker died waits for a free slot, not for the whole backlog.
+
 Several reconcilers at once are harmless: each hand-out is a compare-and-set on
 ``enqueued_at``, and a duplicate message finds nothing to claim.
 """
@@ -112,7 +115,7 @@ def _expire_and_hand_out(
     if event_id is not None:
         webhooks.hand_out_first(deps, event_id)
     if work_left:
-        jobs.hand_out(deps, image_id)
+        jobs.hand_out(deps, image_id, recover=True)
     if expired:
         metrics.HANDED_OUT.labels("lease_expired").inc()
     return expired
@@ -134,7 +137,7 @@ def _due_jobs(deps: ServiceDeps, now: datetime) -> int:
         condition = and_(ImageRow.lease_owner.is_(None), not_sent_since_due)
         if not _mark_enqueued(deps, image_id, condition, now):
             continue
-        if not jobs.hand_out(deps, image_id):
+        if not jobs.hand_out(deps, image_id, recover=True):
             break  # the broker is down: the rest wait for the next round
         reason = "not_enqueued" if enqueued_at is None else "retry_due"
         metrics.HANDED_OUT.labels(reason).inc()
@@ -168,7 +171,7 @@ def _lost_messages(deps: ServiceDeps, now: datetime) -> int:
     for image_id, enqueued_at in rows[: max(missing, 0)]:
         if not _mark_enqueued(deps, image_id, ImageRow.enqueued_at == enqueued_at, now):
             continue
-        if not jobs.hand_out(deps, image_id):
+        if not jobs.hand_out(deps, image_id, recover=True):
             break
         metrics.HANDED_OUT.labels("lost_by_broker").inc()
         handed += 1
