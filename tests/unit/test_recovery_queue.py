@@ -71,11 +71,7 @@ def _app(url: str, queue_name: str, recorder: Recorder) -> Celery:
     config = QueueConfig(
         broker_url=url, queue_name=queue_name, process_timeout_s=30, max_memory_per_child_mb=0
     )
-    app = make_celery(config, recorder)
-    # A thread-pool worker on AMQP otherwise waits out the broker heartbeat's timer when
-    # it stops (a minute or more); production AMQP workers are `imgpipe worker` processes.
-    app.conf.broker_heartbeat = 0
-    return app
+    return make_celery(config, recorder)
 
 
 @pytest.mark.slow
