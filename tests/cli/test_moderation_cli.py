@@ -15,9 +15,10 @@ from imgpipe.config import Settings
 
 
 def test_a_worker_consumes_moderation_only_when_it_is_on() -> None:
-    assert _worker_queues(Settings(), None) == "imgpipe.process,imgpipe.webhooks"
+    # Re-handed and retried image jobs (the recovery queue) come before the backlog.
+    assert _worker_queues(Settings(), None) == "imgpipe.recover,imgpipe.process,imgpipe.webhooks"
     on = Settings(moderation="rekognition", queue_name="q")
-    assert _worker_queues(on, None) == "q.process,q.webhooks,q.moderate"
+    assert _worker_queues(on, None) == "q.recover,q.process,q.webhooks,q.moderate"
     assert _worker_queues(on, "moderate") == "q.moderate"
     with pytest.raises(typer.Exit):
         _worker_queues(on, "variants")

@@ -83,6 +83,9 @@ def done_image(client: httpx.Client) -> dict[str, Any]:
 def _sample_url(template: str, image_id: str, signing_key: bytes) -> str:
     samples = {
         "/v1/images/{image_id}/variants/{name}": f"/v1/images/{image_id}/variants/thumbnail",
+        "/v1/admin/images/{image_id}/variants/{name}": (
+            f"/v1/admin/images/{image_id}/variants/thumbnail"
+        ),
         "/v1/render/{name}": sign_render_url(f"/v1/render/{image_id}?w=64", signing_key),
         "/static/{name}": "/static/app.js",
         "/docs/assets/{name}": "/docs/assets/init.js",
