@@ -18,7 +18,7 @@ import pyvips
 
 from imgpipe.domain.errors import ImgpipeError
 from imgpipe.domain.media import ANIMATED_OUTPUTS, ImageFormat
-from imgpipe.domain.render_options import DEFAULT_QUALITY
+from imgpipe.domain.render_options import DEFAULT_QUALITY, Crop
 from imgpipe.engine import faces
 from imgpipe.engine.deadline import Deadline
 from imgpipe.engine.encode import encode
@@ -199,8 +199,8 @@ def _crop(image: Any, state: _State) -> Any:
     if state.window is not None:
         return cut(image, state.window)
     options = state.plan.options
-    hint = None
-    if not {"region", "rotate", "flip"} & set(state.plan.steps):
+    hint = None  # faces are looked for only when the crop keeps faces: detection is costly
+    if options.crop is Crop.FACE and not {"region", "rotate", "flip"} & set(state.plan.steps):
         hint = state.pixels.faces_at((image.width, image.height))
     cropped, state.window, state.found = crop_window(
         image, state.plan.cropped, options.crop, options.focal, hint
