@@ -23,7 +23,16 @@ from imgpipe.domain.signing import sign_variant, verify_variant
         (DeliveryFacts(deleted=False, variant_done=True, moderation="approved"), True),
         (DeliveryFacts(deleted=False, variant_done=True, moderation="review"), False),
         (DeliveryFacts(deleted=False, variant_done=True, moderation="rejected"), False),
-        (DeliveryFacts(deleted=False, variant_done=True, moderation="pending"), False),
+        (
+            DeliveryFacts(
+                deleted=False, variant_done=True, moderation="pending", moderation_enabled=True
+            ),
+            False,
+        ),
+        # Moderation turned off while the image waited: nothing is left to wait for.
+        (DeliveryFacts(deleted=False, variant_done=True, moderation="pending"), True),
+        # A verdict given stands even after moderation is turned off.
+        (DeliveryFacts(deleted=False, variant_done=True, moderation="rejected"), False),
     ],
 )
 def test_only_done_live_and_approved_variants_are_deliverable_without_a_key(

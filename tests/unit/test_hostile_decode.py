@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -202,6 +203,42 @@ def test_corrupt_pixels_met_by_a_render_are_corrupt_image(tmp_path: Path) -> Non
     options = parse_options([("w", str(WIDTH))], None)
     with pytest.raises(CorruptImage):
         render(path, facts, options, ImageFormat.WEBP)
+
+
+def _broken_animation() -> bytes:
+    """Four noisy GIF frames with eight bytes of the image data overwritten: the header
+    and frame table are intact, so the gate accepts it and decoding fails later."""
+    frames = [
+        Image.frombytes("RGB", (160, 120), os.urandom(160 * 120 * 3)).convert("P") for _ in range(4)
+    ]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=100)
+    data = bytearray(out.getvalue())
+    middle = len(data) // 2
+    data[middle : middle + 8] = b"\xff" * 8
+    return bytes(data)
+
+
+def test_a_broken_animation_is_corrupt_image_while_other_threads_fail_too(
+    tmp_path: Path,
+) -> None:
+    # Frames decode lazily, so the damage shows up inside the encoder, and libvips keeps
+    # one error text per process: with several workers failing at once, one thread's
+    # failure often arrived with no reason ("unable to call webpsave_buffer") and was
+    # reported as engine_error, a fault of imgpipe, instead of the file's.
+    path = tmp_path / "broken.gif"
+    path.write_bytes(_broken_animation())
+    facts = probe(path, LIMITS)
+    assert facts.animated
+    variant_specs = [s for profile in ProfileSet.builtin().select(None) for s in profile.variants()]
+
+    def codes(_: int) -> set[str]:
+        outcomes = render_variants(path, facts, variant_specs).outcomes.values()
+        return {getattr(outcome, "code", "done") for outcome in outcomes}
+
+    with ThreadPoolExecutor(8) as pool:
+        seen = set().union(*pool.map(codes, range(48)))
+    assert seen == {"corrupt_image"}
 
 
 # A signal that lands inside a libvips log callback is reported by cffi as unraisable.

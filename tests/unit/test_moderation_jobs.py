@@ -79,7 +79,7 @@ class RecordingQueue:
         self.moderate: list[str] = []
         self.webhooks: list[str] = []
 
-    def enqueue(self, message: ProcessImage) -> None:
+    def enqueue(self, message: ProcessImage, recover: bool = False) -> None:
         self.process.append(message.image_id)
 
     def enqueue_moderation(self, message: ModerateImage) -> None:

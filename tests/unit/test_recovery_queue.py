@@ -39,19 +39,10 @@ class Recorder:
         self.seen: list[str] = []
         self.lock = threading.Lock()
 
-    def clear(self) -> None:
-        with self.lock:
-            self.seen.clear()
-
     def __call__(self, message: ProcessImage) -> None:
         time.sleep(JOB_S)  # a job takes time, so the backlog is still there
         with self.lock:
             self.seen.append(message.image_id)
-
-
-# One for every app this module builds: Celery registers a task name once per process
-# (a shared task), so the second app's worker calls the first app's handler.
-RECORDER = Recorder()
 
 
 @pytest.fixture(params=list(BROKERS))
@@ -77,8 +68,7 @@ def _app(url: str, queue_name: str, recorder: Recorder) -> Celery:
 @pytest.mark.slow
 def test_a_recovered_job_is_taken_before_the_backlog(broker: tuple[str, str, str]) -> None:
     name, url, queue_name = broker
-    recorder = RECORDER
-    recorder.clear()
+    recorder = Recorder()
     app = _app(url, queue_name, recorder)
     queue = CeleryQueue(app)
     worker = EmbeddedWorker(app, concurrency=1)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import pyvips
 
-from imgpipe.domain.errors import ImgpipeError
+from imgpipe.domain.errors import CorruptImage, ImgpipeError
 from imgpipe.domain.media import ANIMATED_OUTPUTS, ImageFormat
 from imgpipe.domain.render_options import DEFAULT_QUALITY, Crop
 from imgpipe.engine import faces
@@ -130,7 +130,12 @@ def _run(
         deadline.check("encode")
         image = deadline.watch(image)
         quality = plan.options.quality if plan.options.quality is not None else DEFAULT_QUALITY
-        data = encode(image, out_format, quality, fast=fast, animated=animated)
+        try:
+            data = encode(image, out_format, quality, fast=fast, animated=animated)
+        except pyvips.Error:
+            if animated and not deadline.expired:
+                _blame_a_broken_source(pixels, plan)
+            raise
         frame_height = image.get("page-height") if animated else image.height
         if animated and isinstance(quality, int) and (image.width, frame_height) == plan.source:
             data = _no_larger_than_source(image, out_format, quality, data, pixels.source_bytes)
@@ -143,6 +148,20 @@ def _run(
             state.window,
             tuple(state.found),
         )
+
+
+def _blame_a_broken_source(pixels: Pixels, plan: Plan) -> None:
+    """Raise ``CorruptImage`` if the animation cannot even be decoded.
+
+    Every frame is decoded lazily, so broken frame data fails inside the encoder. libvips
+    keeps one error text for the whole process, and another thread failing at the same
+    moment can take it, leaving only "unable to call webpsave_buffer": an engine failure
+    in appearance. Decoding alone, into nothing (``avg`` holds no frame), tells whose
+    fault it was. Only a failed encode pays for this."""
+    try:
+        pixels.upright(plan.decode, all_frames=True).avg()
+    except (pyvips.Error, CorruptImage) as exc:
+        raise CorruptImage("The image data is corrupt or truncated.") from exc
 
 
 # An animation re-encoded at its own size must not grow. A source compressed harder than

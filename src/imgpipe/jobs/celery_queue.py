@@ -11,11 +11,15 @@ import contextlib
 import os
 import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from queue import Empty
 from typing import Any
 
 from celery import Celery
+from celery.concurrency.thread import TaskPool as ThreadTaskPool
+from celery.platforms import EX_OK
+from celery.worker import state as worker_state
 from kombu.exceptions import ChannelError
 from kombu.transport import memory
 from kombu.utils.scheduling import FairCycle, round_robin_cycle
@@ -183,10 +187,13 @@ def make_celery(
 ) -> Celery:
     app = Celery("imgpipe", set_as_current=False)
     app.conf.update(celery_settings(config))
+    # Tasks are this app's alone (shared=False): a shared task is installed in every app
+    # made later in the process, and Celery keeps the first one for a name, so a second
+    # app (a test, a second worker) would run the first app's handler.
 
     if moderation_handler is not None:
 
-        @app.task(name=MODERATE_TASK)  # type: ignore[untyped-decorator]
+        @app.task(name=MODERATE_TASK, shared=False)  # type: ignore[untyped-decorator]
         def moderate_image(image_id: str) -> None:
             if worker_niceness:
                 _lower_thread_priority(worker_niceness)
@@ -194,11 +201,11 @@ def make_celery(
 
     if webhook_handler is not None:
 
-        @app.task(name=WEBHOOK_TASK)  # type: ignore[untyped-decorator]
+        @app.task(name=WEBHOOK_TASK, shared=False)  # type: ignore[untyped-decorator]
         def deliver_webhook(event_id: str, attempt: int) -> None:
             webhook_handler(DeliverWebhook(event_id, attempt))
 
-    @app.task(name=PROCESS_TASK)  # type: ignore[untyped-decorator]
+    @app.task(name=PROCESS_TASK, shared=False)  # type: ignore[untyped-decorator]
     def process_image(image_id: str) -> None:
         if worker_niceness:
             _lower_thread_priority(worker_niceness)
@@ -256,6 +263,22 @@ def _queue_depth(connection: Any, queue: str) -> int:
         return int(count)
 
 
+class AppThreadPool(ThreadTaskPool):  # type: ignore[misc]
+    """Celery's thread pool, running each task through the worker's own app.
+
+    On the thread pool Celery looks a task up in the *current* app, which on a thread
+    it did not set up is the process's default app, not the worker's: with unshared
+    tasks that app has none, and a second app's worker would otherwise run the first's
+    handler. Each pool thread makes the worker's app its current one as it starts."""
+
+    executor: ThreadPoolExecutor
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.executor.shutdown(wait=False)  # the parent's: no thread of it started yet
+        self.executor = ThreadPoolExecutor(max_workers=self.limit, initializer=self.app.set_current)
+
+
 class EmbeddedWorker:
     """A Celery worker on threads inside this process (``imgpipe serve``).
 
@@ -270,7 +293,7 @@ class EmbeddedWorker:
                 queues.pop()
         self._controller = app.WorkController(
             queues=queues,
-            pool_cls="threads",
+            pool_cls=AppThreadPool,
             concurrency=concurrency,
             without_heartbeat=True,
             without_mingle=True,
@@ -282,11 +305,19 @@ class EmbeddedWorker:
         )
 
     def start(self) -> None:
+        worker_state.should_stop = None  # a worker stopped earlier in this process left it set
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        self._controller.stop(in_sighandler=False)
+        # Stopped from its own thread: the event loop checks Celery's shutdown flag on
+        # every turn and shuts the worker down there. Stopping it from this thread would
+        # send cancels on the AMQP connection the loop thread is reading, and the loop
+        # would eat the broker's replies: the stop then waited out a socket timeout.
+        worker_state.should_stop = EX_OK
         self._thread.join(timeout)
+        if self._thread.is_alive():  # a loop stuck in a task: stop it from here after all
+            self._controller.stop(in_sighandler=False)
+            self._thread.join(timeout)
 
 
 class EmbeddedWorkers:
