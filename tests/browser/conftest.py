@@ -44,7 +44,10 @@ def _chromium() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an asyncio loop running on the
+# main thread while it is open, and every later test that starts a loop there
+# (anyio.run in tests/unit) would fail with "Already running asyncio in this thread".
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     try:
         from playwright.sync_api import sync_playwright
