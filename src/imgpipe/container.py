@@ -42,7 +42,7 @@ from imgpipe.jobs.messages import DeliverWebhook, ModerateImage, ProcessImage
 from imgpipe.moderation.port import Moderator
 from imgpipe.notify.egress import AllowList
 from imgpipe.notify.signing import new_secret, secret_key
-from imgpipe.services import durability, moderation, webhooks
+from imgpipe.services import durability, idempotency, moderation, webhooks
 from imgpipe.services.background import Periodic
 from imgpipe.services.deps import (
     AccessSettings,
@@ -161,13 +161,19 @@ class Container:
 
     def housekeeping(self) -> list[Periodic]:
         """Background rounds of serve and every worker: webhook attempts that are due,
-        and the job reconciler (expired leases, due retries, messages the broker lost)."""
+        the job reconciler (expired leases, due retries, messages the broker lost), and
+        forgetting expired idempotency keys."""
         deps = self.deps
         tasks = [
             Periodic(
                 "imgpipe-webhooks", self.settings.webhook_sweep_s, lambda: webhooks.sweep(deps)
             ),
             Periodic("imgpipe-reconcile", self.settings.reconcile_s, lambda: reconcile(deps)),
+            Periodic(
+                "imgpipe-idempotency",
+                idempotency.FORGET_EVERY_S,
+                lambda: idempotency.forget_expired(deps),
+            ),
         ]
         if deps.moderation.enabled:
             tasks.append(
