@@ -111,9 +111,6 @@ class Container:
         return self.deps.staging_dir
 
     def migrate(self) -> None:
-        path = self.settings.sqlite_path
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
         upgrade(self.db_engine)
 
     def clean_staging(self, older_than_s: float = 3600.0) -> None:
@@ -251,11 +248,7 @@ def resolve_secret(
 
 def build(settings: Settings) -> Container:
     image_engine.configure()
-    profiles = (
-        ProfileSet.from_toml(settings.profiles_file)
-        if settings.profiles_file
-        else ProfileSet.builtin()
-    )
+    profiles = ProfileSet.load(settings.profiles_file)
     db_engine = make_engine(settings.database_url, settings.database_timeout_s or None)
     deps_holder: list[ServiceDeps] = []
 

@@ -57,12 +57,9 @@ def database_sessions(settings: Settings, command: str = "keys") -> Iterator[ses
     from imgpipe.db.migrate import pending_migrations, upgrade
     from imgpipe.db.session import make_engine, make_sessionmaker
 
-    path = settings.sqlite_path
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
     try:
-        if path is not None:
+        if settings.sqlite_path is not None:  # the embedded database migrates itself
             upgrade(engine)
         elif pending_migrations(engine):
             err.print(

@@ -331,15 +331,10 @@ def sign(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply schema migrations (Alembic) up to the newest."""
-    from imgpipe.db.migrate import current_revision
+    from imgpipe.db.migrate import current_revision, upgrade
     from imgpipe.db.session import make_engine
 
     settings = settings_or_exit()
-    path = settings.sqlite_path
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    from imgpipe.db.migrate import upgrade
-
     engine = make_engine(settings.database_url)
     upgrade(engine)
     err.print(f"imgpipe: database at revision {current_revision(engine)}")
@@ -370,11 +365,7 @@ def process(
     if missing:
         err.print(f"[red]imgpipe process: no such file or folder: {', '.join(missing)}[/red]")
         raise typer.Exit(2)
-    profile_set = (
-        ProfileSet.from_toml(settings.profiles_file)
-        if settings.profiles_file
-        else ProfileSet.builtin()
-    )
+    profile_set = ProfileSet.load(settings.profiles_file)
     try:
         names = [n.strip() for n in profiles.split(",") if n.strip()] if profiles else None
         chosen = profile_set.select(names)
