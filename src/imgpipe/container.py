@@ -35,6 +35,7 @@ from imgpipe.jobs.celery_queue import (
     EmbeddedWorker,
     EmbeddedWorkers,
     QueueConfig,
+    bind_handlers,
     make_celery,
     moderation_queue_name,
 )
@@ -250,24 +251,6 @@ def build(settings: Settings) -> Container:
     image_engine.configure()
     profiles = ProfileSet.load(settings.profiles_file)
     db_engine = make_engine(settings.database_url, settings.database_timeout_s or None)
-    deps_holder: list[ServiceDeps] = []
-
-    activity = VariantActivity()
-
-    def handle(message: ProcessImage) -> None:
-        with activity.running():
-            process_image(deps_holder[0], message)
-
-    def handle_webhook(message: DeliverWebhook) -> None:
-        webhooks.deliver(deps_holder[0], message)
-
-    def handle_moderation(message: ModerateImage) -> None:
-        if settings.embedded_queue:  # variants share this process's cores: let them go first
-            activity.wait_for_lull()
-        moderation.moderate_image(deps_holder[0], message)
-
-    # Embedded workers share a process with the API; they run niced so requests come first.
-    niceness = EMBEDDED_WORKER_NICENESS if settings.embedded_queue else 0
     queue_config = QueueConfig(
         broker_url=settings.broker_url,
         queue_name=settings.queue_name,
@@ -275,13 +258,7 @@ def build(settings: Settings) -> Container:
         max_memory_per_child_mb=settings.worker_max_memory_mb,
     )
     moderator = _moderator(settings)
-    celery = make_celery(
-        queue_config,
-        handle,
-        niceness,
-        handle_webhook,
-        handle_moderation if moderator is not None else None,
-    )
+    celery = make_celery(queue_config)
     queue = CeleryQueue(celery)
     deps = ServiceDeps(
         sessions=make_sessionmaker(db_engine),
@@ -322,12 +299,38 @@ def build(settings: Settings) -> Container:
             timeout_s=settings.moderation_timeout_s,
         ),
     )
-    deps_holder.append(deps)
+    # The handlers, now that what they run on exists.
+    activity = VariantActivity()
+
+    def handle(message: ProcessImage) -> None:
+        with activity.running():
+            process_image(deps, message)
+
+    def handle_webhook(message: DeliverWebhook) -> None:
+        webhooks.deliver(deps, message)
+
+    def handle_moderation(message: ModerateImage) -> None:
+        if settings.embedded_queue:  # variants share this process's cores: let them go first
+            activity.wait_for_lull()
+        moderation.moderate_image(deps, message)
+
+    # Embedded workers share a process with the API; they run niced so requests come first.
+    niceness = EMBEDDED_WORKER_NICENESS if settings.embedded_queue else 0
+    bind_handlers(
+        celery,
+        handle,
+        worker_niceness=niceness,
+        webhook_handler=handle_webhook,
+        moderation_handler=handle_moderation if moderator is not None else None,
+    )
     moderation_celery = None
     if moderator is not None:
-        moderation_niceness = EMBEDDED_MODERATION_NICENESS if niceness else 0
-        moderation_celery = make_celery(
-            queue_config, handle, moderation_niceness, moderation_handler=handle_moderation
+        moderation_celery = make_celery(queue_config)
+        bind_handlers(
+            moderation_celery,
+            None,
+            worker_niceness=EMBEDDED_MODERATION_NICENESS if niceness else 0,
+            moderation_handler=handle_moderation,
         )
     return Container(settings, db_engine, celery, deps, moderation_celery)
 
