@@ -7,14 +7,16 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from imgpipe.cli.common import err, settings_or_exit
-from imgpipe.services.deps import ServiceDeps
+
+if TYPE_CHECKING:  # SQLAlchemy under it costs 0.2-0.8 s on every `imgpipe` start
+    from imgpipe.services.deps import ServiceDeps
 
 moderation_app = typer.Typer(
     help="Moderation: list the review queue, approve or reject images.", no_args_is_help=True
