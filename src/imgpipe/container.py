@@ -35,6 +35,7 @@ from imgpipe.jobs.celery_queue import (
     EmbeddedWorker,
     EmbeddedWorkers,
     QueueConfig,
+    bind_handlers,
     make_celery,
     moderation_queue_name,
 )
@@ -42,7 +43,7 @@ from imgpipe.jobs.messages import DeliverWebhook, ModerateImage, ProcessImage
 from imgpipe.moderation.port import Moderator
 from imgpipe.notify.egress import AllowList
 from imgpipe.notify.signing import new_secret, secret_key
-from imgpipe.services import durability, moderation, webhooks
+from imgpipe.services import durability, idempotency, moderation, webhooks
 from imgpipe.services.background import Periodic
 from imgpipe.services.deps import (
     AccessSettings,
@@ -111,9 +112,6 @@ class Container:
         return self.deps.staging_dir
 
     def migrate(self) -> None:
-        path = self.settings.sqlite_path
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
         upgrade(self.db_engine)
 
     def clean_staging(self, older_than_s: float = 3600.0) -> None:
@@ -161,13 +159,19 @@ class Container:
 
     def housekeeping(self) -> list[Periodic]:
         """Background rounds of serve and every worker: webhook attempts that are due,
-        and the job reconciler (expired leases, due retries, messages the broker lost)."""
+        the job reconciler (expired leases, due retries, messages the broker lost), and
+        forgetting expired idempotency keys."""
         deps = self.deps
         tasks = [
             Periodic(
                 "imgpipe-webhooks", self.settings.webhook_sweep_s, lambda: webhooks.sweep(deps)
             ),
             Periodic("imgpipe-reconcile", self.settings.reconcile_s, lambda: reconcile(deps)),
+            Periodic(
+                "imgpipe-idempotency",
+                idempotency.FORGET_EVERY_S,
+                lambda: idempotency.forget_expired(deps),
+            ),
         ]
         if deps.moderation.enabled:
             tasks.append(
@@ -245,30 +249,8 @@ def resolve_secret(
 
 def build(settings: Settings) -> Container:
     image_engine.configure()
-    profiles = (
-        ProfileSet.from_toml(settings.profiles_file)
-        if settings.profiles_file
-        else ProfileSet.builtin()
-    )
+    profiles = ProfileSet.load(settings.profiles_file)
     db_engine = make_engine(settings.database_url, settings.database_timeout_s or None)
-    deps_holder: list[ServiceDeps] = []
-
-    activity = VariantActivity()
-
-    def handle(message: ProcessImage) -> None:
-        with activity.running():
-            process_image(deps_holder[0], message)
-
-    def handle_webhook(message: DeliverWebhook) -> None:
-        webhooks.deliver(deps_holder[0], message)
-
-    def handle_moderation(message: ModerateImage) -> None:
-        if settings.embedded_queue:  # variants share this process's cores: let them go first
-            activity.wait_for_lull()
-        moderation.moderate_image(deps_holder[0], message)
-
-    # Embedded workers share a process with the API; they run niced so requests come first.
-    niceness = EMBEDDED_WORKER_NICENESS if settings.embedded_queue else 0
     queue_config = QueueConfig(
         broker_url=settings.broker_url,
         queue_name=settings.queue_name,
@@ -276,13 +258,7 @@ def build(settings: Settings) -> Container:
         max_memory_per_child_mb=settings.worker_max_memory_mb,
     )
     moderator = _moderator(settings)
-    celery = make_celery(
-        queue_config,
-        handle,
-        niceness,
-        handle_webhook,
-        handle_moderation if moderator is not None else None,
-    )
+    celery = make_celery(queue_config)
     queue = CeleryQueue(celery)
     deps = ServiceDeps(
         sessions=make_sessionmaker(db_engine),
@@ -323,12 +299,38 @@ def build(settings: Settings) -> Container:
             timeout_s=settings.moderation_timeout_s,
         ),
     )
-    deps_holder.append(deps)
+    # The handlers, now that what they run on exists.
+    activity = VariantActivity()
+
+    def handle(message: ProcessImage) -> None:
+        with activity.running():
+            process_image(deps, message)
+
+    def handle_webhook(message: DeliverWebhook) -> None:
+        webhooks.deliver(deps, message)
+
+    def handle_moderation(message: ModerateImage) -> None:
+        if settings.embedded_queue:  # variants share this process's cores: let them go first
+            activity.wait_for_lull()
+        moderation.moderate_image(deps, message)
+
+    # Embedded workers share a process with the API; they run niced so requests come first.
+    niceness = EMBEDDED_WORKER_NICENESS if settings.embedded_queue else 0
+    bind_handlers(
+        celery,
+        handle,
+        worker_niceness=niceness,
+        webhook_handler=handle_webhook,
+        moderation_handler=handle_moderation if moderator is not None else None,
+    )
     moderation_celery = None
     if moderator is not None:
-        moderation_niceness = EMBEDDED_MODERATION_NICENESS if niceness else 0
-        moderation_celery = make_celery(
-            queue_config, handle, moderation_niceness, moderation_handler=handle_moderation
+        moderation_celery = make_celery(queue_config)
+        bind_handlers(
+            moderation_celery,
+            None,
+            worker_niceness=EMBEDDED_MODERATION_NICENESS if niceness else 0,
+            moderation_handler=handle_moderation,
         )
     return Container(settings, db_engine, celery, deps, moderation_celery)
 

@@ -21,6 +21,7 @@ from imgpipe.jobs.celery_queue import (
     CeleryQueue,
     EmbeddedWorker,
     QueueConfig,
+    bind_handlers,
     make_celery,
     worker_queues,
 )
@@ -87,7 +88,8 @@ def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
 
     config = QueueConfig(url, queue_name, process_timeout_s=30, max_memory_per_child_mb=1024)
     on_image, on_webhook = handlers(received)
-    app = make_celery(config, on_image, webhook_handler=on_webhook)
+    app = make_celery(config)
+    bind_handlers(app, on_image, webhook_handler=on_webhook)
     workers: list[EmbeddedWorker] = []
 
     def start_worker() -> None:
@@ -138,7 +140,8 @@ def test_a_later_app_in_the_process_runs_its_own_handlers(engine: Engine) -> Non
     on_image, on_webhook = handlers(other)
     other_name = f"{engine.queue_name}-other"
     config = QueueConfig(engine.url, other_name, process_timeout_s=30, max_memory_per_child_mb=0)
-    other_app = make_celery(config, on_image, webhook_handler=on_webhook)
+    other_app = make_celery(config)
+    bind_handlers(other_app, on_image, webhook_handler=on_webhook)
     # One worker at a time: on a real broker, Celery's workers in one process would share
     # kombu's one event loop (production runs one worker per process).
     other_worker = EmbeddedWorker(other_app, concurrency=1)
@@ -180,7 +183,7 @@ def test_depth_counts_waiting_jobs_or_says_it_cannot(engine: Engine) -> None:
 @pytest.mark.parametrize("url", ["redis://127.0.0.1:1/0", "amqp://guest:guest@127.0.0.1:1//"])
 def test_an_unreachable_broker_fails_check_and_has_no_depth(url: str) -> None:
     config = QueueConfig(url, f"imgpipe-contract-{run_id()}", 30, 1024)
-    app = make_celery(config, lambda message: None)
+    app = make_celery(config)
     app.conf.broker_connection_timeout = 2
     queue = CeleryQueue(app)
     try:

@@ -1,4 +1,5 @@
-"""ServiceDeps over a fresh, migrated SQLite file: what the use-case tests run against."""
+"""ServiceDeps over a fresh, migrated database (a SQLite file unless told): what the use-case
+tests run against."""
 
 from __future__ import annotations
 
@@ -18,7 +19,14 @@ from imgpipe.services.deps import ServiceDeps
 def sqlite_deps(tmp_path: Path, **fields: Any) -> Iterator[ServiceDeps]:
     """Real sessions on ``tmp_path/imgpipe.db``; ``fields`` set or override the rest
     (``store`` and ``queue`` have no default: each test says what it uses)."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'imgpipe.db'}")
+    with database_deps(f"sqlite:///{tmp_path / 'imgpipe.db'}", tmp_path, **fields) as deps:
+        yield deps
+
+
+@contextmanager
+def database_deps(url: str, tmp_path: Path, **fields: Any) -> Iterator[ServiceDeps]:
+    """``sqlite_deps`` on any database URL, migrated to head first."""
+    engine = make_engine(url)
     upgrade(engine)
     defaults: dict[str, Any] = {
         "profiles": ProfileSet.builtin(),

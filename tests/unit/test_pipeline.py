@@ -50,6 +50,18 @@ def test_every_variant_has_the_planned_size_and_is_webp(tmp_path: Path) -> None:
         assert decoded.size == (_rendered(outcome).width, _rendered(outcome).height)
 
 
+def test_the_batch_can_skip_the_analysis_and_get_the_same_variants(tmp_path: Path) -> None:
+    path = _photo(tmp_path)
+    facts = probe(path, LIMITS)
+    analysed = render_variants(path, facts, BUILTIN)
+    variants_only = render_variants(path, facts, BUILTIN, analyze=False)
+    assert analysed.analysis["phash"] and analysed.analysis["palette"]
+    assert variants_only.analysis == {}
+    assert {k: _rendered(v).data for k, v in variants_only.outcomes.items()} == {
+        k: _rendered(v).data for k, v in analysed.outcomes.items()
+    }
+
+
 def test_output_is_byte_identical_across_runs(tmp_path: Path) -> None:
     path = _photo(tmp_path)
     facts = probe(path, LIMITS)

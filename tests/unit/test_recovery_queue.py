@@ -20,6 +20,7 @@ from imgpipe.jobs.celery_queue import (
     CeleryQueue,
     EmbeddedWorker,
     QueueConfig,
+    bind_handlers,
     make_celery,
     worker_queues,
 )
@@ -62,7 +63,9 @@ def _app(url: str, queue_name: str, recorder: Recorder) -> Celery:
     config = QueueConfig(
         broker_url=url, queue_name=queue_name, process_timeout_s=30, max_memory_per_child_mb=0
     )
-    return make_celery(config, recorder)
+    app = make_celery(config)
+    bind_handlers(app, recorder)
+    return app
 
 
 @pytest.mark.slow

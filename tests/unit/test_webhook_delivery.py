@@ -70,8 +70,12 @@ def deps(tmp_path: Path) -> Iterator[ServiceDeps]:
         yield deps
 
 
-def _image(deps: ServiceDeps, url: str | None, status: str = "done") -> str:
-    image_id = "img_01jd0000000000000000000000"
+def _image(
+    deps: ServiceDeps,
+    url: str | None,
+    status: str = "done",
+    image_id: str = "img_01jd0000000000000000000000",
+) -> str:
     with deps.sessions.begin() as session:
         session.add(
             ImageRow(
@@ -101,6 +105,18 @@ def _image(deps: ServiceDeps, url: str | None, status: str = "done") -> str:
     return image_id
 
 
+def _emit(deps: ServiceDeps, image_id: str) -> str | None:
+    """What processing does once an image settles: record its event in a transaction,
+    then hand it out (services/process.py)."""
+    with deps.sessions.begin() as session:
+        image = session.get(ImageRow, image_id)
+        assert image is not None
+        event_id = webhooks.record_event(deps, session, image)
+    if event_id is not None:
+        webhooks.hand_out_first(deps, event_id)
+    return event_id
+
+
 def _make_due(deps: ServiceDeps, event_id: str) -> None:
     with deps.sessions.begin() as session:
         session.execute(
@@ -115,7 +131,7 @@ def test_a_settled_image_is_delivered_once_with_its_resource(
 ) -> None:
     url, handler = receiver
     image_id = _image(deps, url)
-    event_id = webhooks.emit_for_image(deps, image_id)
+    event_id = _emit(deps, image_id)
     assert event_id is not None
     body = json.loads(handler.bodies[0])
     assert body["type"] == "image.done" and body["data"]["id"] == image_id
@@ -133,7 +149,7 @@ def test_failures_are_retried_on_schedule_until_delivered(
 ) -> None:
     url, handler = receiver
     handler.statuses += [500, 503]
-    event_id = webhooks.emit_for_image(deps, _image(deps, url, "failed"))
+    event_id = _emit(deps, _image(deps, url, "failed"))
     assert event_id is not None
     [event] = webhooks.list_for_image(deps, "img_01jd0000000000000000000000", "alice")
     assert event.type == "image.failed" and event.status == "pending" and event.attempts == 1
@@ -157,7 +173,7 @@ def test_an_attempt_is_sent_once_however_many_copies_of_its_message(
 ) -> None:
     url, handler = receiver
     handler.statuses.append(500)
-    event_id = webhooks.emit_for_image(deps, _image(deps, url))
+    event_id = _emit(deps, _image(deps, url))
     assert event_id is not None
     assert not webhooks.deliver(deps, DeliverWebhook(event_id, 1))  # a duplicate of attempt 1
     assert len(handler.bodies) == 1
@@ -168,7 +184,7 @@ def test_it_gives_up_after_the_retry_window(
 ) -> None:
     url, handler = receiver
     handler.statuses += [500] * 10
-    event_id = webhooks.emit_for_image(deps, _image(deps, url))
+    event_id = _emit(deps, _image(deps, url))
     assert event_id is not None
     with deps.sessions.begin() as session:  # the event happened 59 minutes ago
         session.execute(
@@ -184,5 +200,8 @@ def test_it_gives_up_after_the_retry_window(
 
 
 def test_no_callback_url_or_an_unsettled_image_sends_nothing(deps: ServiceDeps) -> None:
-    assert webhooks.emit_for_image(deps, _image(deps, None)) is None
-    assert webhooks.emit_for_image(deps, "img_missing") is None
+    assert _emit(deps, _image(deps, None)) is None
+    unsettled = _image(
+        deps, "http://127.0.0.1:9/hook", "processing", "img_01jd0000000000000000000001"
+    )
+    assert _emit(deps, unsettled) is None

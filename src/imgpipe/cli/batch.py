@@ -159,8 +159,13 @@ def process_one(
         result.bytes_in = item.source.stat().st_size
         facts = probe(item.source, limits)
         specs = [spec for profile in profiles for spec in profile.variants()]
-        rendered = render_variants(
-            item.source, facts, specs, Deadline(timeout_s), watermarks_dir=watermarks_dir
+        rendered = render_variants(  # the batch writes variants only: no analysis
+            item.source,
+            facts,
+            specs,
+            Deadline(timeout_s),
+            watermarks_dir=watermarks_dir,
+            analyze=False,
         ).outcomes
     except ImgpipeError as exc:
         return _failed(result, exc.code, exc.detail)

@@ -10,12 +10,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from imgpipe.cli.keys import database_sessions
+from imgpipe.cli.common import database_sessions, err, settings_or_exit
 
 dlq_app = typer.Typer(
     help="Dead letters: jobs whose variants ran out of attempts.", no_args_is_help=True
 )
-err = Console(stderr=True, soft_wrap=True)  # no hard wraps (see cli/main.py)
 
 
 @dlq_app.command("list")
@@ -27,10 +26,9 @@ def list_(
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 100,
 ) -> None:
     """Dead-lettered jobs, newest first, with each attempt's history (--json)."""
-    from imgpipe.cli.main import _settings
     from imgpipe.services.dead_letters import list_dead_letters
 
-    with database_sessions(_settings(), "dlq") as sessions:
+    with database_sessions(settings_or_exit(), "dlq") as sessions:
         entries = list_dead_letters(sessions, include_retried, limit)
     if as_json:
         from pydantic import TypeAdapter
@@ -65,10 +63,9 @@ def retry(
     ids: Annotated[list[str], typer.Argument(metavar="ID...", help="dlq_... (from list)")],
 ) -> None:
     """Give the jobs' failed variants fresh attempts (picked up within RECONCILE_S)."""
-    from imgpipe.cli.main import _settings
     from imgpipe.services.dead_letters import retry as retry_dead_letters
 
-    with database_sessions(_settings(), "dlq") as sessions:
+    with database_sessions(settings_or_exit(), "dlq") as sessions:
         result = retry_dead_letters(sessions, ids)
     for entry in result.retried:
         err.print(f"imgpipe: {entry.id} requeued ({entry.image_id}: {', '.join(entry.variants)})")

@@ -5,13 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from imgpipe.cli.keys import database_sessions
+from imgpipe.cli.common import database_sessions, err, settings_or_exit
 from imgpipe.domain.access import SINGLE_USER_OWNER
 
 images_app = typer.Typer(help="Images across owners (operator actions).", no_args_is_help=True)
-err = Console(stderr=True, soft_wrap=True)  # no hard wraps (see cli/main.py)
 
 
 @images_app.command("reassign")
@@ -26,10 +24,9 @@ def reassign(
 ) -> None:
     """Give every image of one owner to another (for example, single-user mode's images
     to the owner of the first API key). Safe to repeat."""
-    from imgpipe.cli.main import _settings
     from imgpipe.services.owners import reassign as reassign_images
 
-    with database_sessions(_settings(), "images") as sessions:
+    with database_sessions(settings_or_exit(), "images") as sessions:
         try:
             moved = reassign_images(sessions, from_owner, to_owner)
         except ValueError as exc:

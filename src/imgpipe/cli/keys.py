@@ -3,71 +3,19 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from imgpipe.config import Settings
+from imgpipe.cli.common import database_sessions, err, settings_or_exit
 from imgpipe.domain.access import SINGLE_USER_OWNER
 
 if TYPE_CHECKING:  # importing SQLAlchemy costs 0.2 s on every `imgpipe` start, even --help
-    from sqlalchemy.orm import Session, sessionmaker
+    pass
 
 keys_app = typer.Typer(help="API keys: each belongs to an owner.", no_args_is_help=True)
-err = Console(stderr=True, soft_wrap=True)  # no hard wraps (see cli/main.py)
-
-
-def _load() -> Settings:
-    from imgpipe.cli.main import _settings
-
-    return _settings()
-
-
-@contextmanager
-def database_sessions(settings: Settings, command: str = "keys") -> Iterator[sessionmaker[Session]]:
-    """Sessions on the configured database; an embedded SQLite file is migrated first."""
-    from imgpipe.db.migrate import pending_migrations, upgrade
-    from imgpipe.db.session import make_engine, make_sessionmaker
-
-    path = settings.sqlite_path
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.database_url)
-    try:
-        if path is not None:
-            upgrade(engine)
-        elif pending_migrations(engine):
-            err.print(
-                f"[red]imgpipe {command}: the database schema is not current; "
-                "run `imgpipe db upgrade`.[/red]"
-            )
-            raise typer.Exit(2)
-        yield make_sessionmaker(engine)
-    finally:
-        engine.dispose()
-
-
-def keys_exist(settings: Settings) -> bool:
-    """Whether any API key exists (False when the database or its tables do not yet)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from imgpipe.db.session import make_engine, make_sessionmaker
-    from imgpipe.services.keys import any_key_exists
-
-    path = settings.sqlite_path
-    if path is not None and not path.exists():
-        return False
-    engine = make_engine(settings.database_url)
-    try:
-        return any_key_exists(make_sessionmaker(engine))
-    except SQLAlchemyError:
-        return False
-    finally:
-        engine.dispose()
 
 
 @keys_app.command("create")
@@ -82,7 +30,7 @@ def create(
     from imgpipe.services.keys import create_key
     from imgpipe.services.owners import single_user_images
 
-    settings = _load()
+    settings = settings_or_exit()
     with database_sessions(settings) as sessions:
         try:
             key, info = create_key(sessions, owner, admin, callback_url)
@@ -119,7 +67,7 @@ def list_() -> None:
     """Every key: id, first characters, owner, admin, created, revoked."""
     from imgpipe.services.keys import list_keys
 
-    settings = _load()
+    settings = settings_or_exit()
     with database_sessions(settings) as sessions:
         keys = list_keys(sessions)
     table = Table(show_header=True)
@@ -145,7 +93,7 @@ def revoke(
     from imgpipe.domain.errors import NotFound
     from imgpipe.services.keys import revoke_key
 
-    settings = _load()
+    settings = settings_or_exit()
     with database_sessions(settings) as sessions:
         try:
             info = revoke_key(sessions, key_id)

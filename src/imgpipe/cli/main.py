@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
+from imgpipe.cli.common import err, keys_exist, require_current_schema, settings_or_exit
 from imgpipe.cli.dlq import dlq_app
 from imgpipe.cli.images import images_app
-from imgpipe.cli.keys import keys_app, keys_exist
+from imgpipe.cli.keys import keys_app
 from imgpipe.cli.moderation import moderation_app
 from imgpipe.cli.storage import storage_app
-from imgpipe.config import Settings, load_settings
+from imgpipe.config import Settings
 
 if TYPE_CHECKING:
     from imgpipe.container import Container
@@ -39,10 +39,6 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(images_app, name="images")
 app.add_typer(storage_app, name="storage")
 app.add_typer(moderation_app, name="moderation")
-
-# soft_wrap: Rich wraps at 80 columns when the output is not a terminal (a log file, a
-# pipe), which breaks paths and URLs in two; a terminal still wraps long lines itself.
-err = Console(stderr=True, soft_wrap=True)
 
 Host = Annotated[str, typer.Option(help="Address to bind.")]
 Port = Annotated[int, typer.Option(help="Port to bind.")]
@@ -71,16 +67,6 @@ ForwardedAllowIps = Annotated[
         "trusted; '*' trusts everyone (only behind a private network).",
     ),
 ]
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ValidationError as exc:
-        for error in exc.errors():
-            name = "IMGPIPE_" + "_".join(str(p) for p in error["loc"]).upper()
-            err.print(f"[red]imgpipe: setting {name}: {error['msg']}[/red]")
-        raise typer.Exit(2) from None
 
 
 def _is_loopback(host: str) -> bool:
@@ -130,21 +116,6 @@ def _logging(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_format)
 
 
-def _require_current_schema(container: Container) -> None:
-    """Scale-out processes never migrate by themselves: one `imgpipe db upgrade` does."""
-    try:
-        current = container.schema_is_current()
-    except Exception as exc:  # any driver error: say what and where, not a traceback
-        err.print(f"[red]imgpipe: cannot reach the database: {exc}[/red]")
-        raise typer.Exit(2) from None
-    if not current:
-        err.print(
-            "[red]imgpipe: the database schema is not current; run `imgpipe db upgrade` "
-            "(once, before starting API and worker processes).[/red]"
-        )
-        raise typer.Exit(2)
-
-
 @app.command()
 def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     """All-in-one: API and in-process workers on the embedded defaults."""
@@ -155,7 +126,7 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     from imgpipe.services.moderation import recover_after_restart as recover_moderation
     from imgpipe.services.reconcile import recover_after_restart
 
-    settings = _settings()
+    settings = settings_or_exit()
     _require_safe_bind(host, settings)
     _logging(settings)
     container = _build(build, settings)
@@ -210,7 +181,7 @@ def api(
     from imgpipe.api.app import create_app
     from imgpipe.container import build
 
-    settings = _settings()
+    settings = settings_or_exit()
     if settings.embedded_queue:
         err.print(
             "[red]imgpipe api: IMGPIPE_BROKER_URL is empty, so no separate worker could "
@@ -220,7 +191,7 @@ def api(
     _require_safe_bind(host, settings)
     _logging(settings)
     container = _build(build, settings)
-    _require_current_schema(container)
+    require_current_schema(container)
     processes = f" ({workers} processes)" if workers > 1 else ""
     err.print(f"imgpipe: API on http://{host}:{port}{processes} (docs at /docs)")
     # Behind a load balancer or CDN: its idle timeout must be shorter than ours, and only
@@ -275,7 +246,7 @@ def worker(
         serve_multiprocess_metrics,
     )
 
-    settings = _settings()
+    settings = settings_or_exit()
     if settings.embedded_queue:
         err.print(
             "[red]imgpipe worker: IMGPIPE_BROKER_URL is empty; a separate worker needs a "
@@ -289,7 +260,7 @@ def worker(
 
     _logging(settings)
     container = _build(build, settings)
-    _require_current_schema(container)
+    require_current_schema(container)
     container.check_protection()
     container.prepare_prefork()
     container.housekeeping_when_worker_ready()
@@ -351,7 +322,7 @@ def sign(
     from imgpipe.domain.errors import BadRequest
 
     try:
-        sys.stdout.write(signed_url(_settings(), url, expires_in, exp) + "\n")
+        sys.stdout.write(signed_url(settings_or_exit(), url, expires_in, exp) + "\n")
     except BadRequest as exc:
         err.print(f"[red]imgpipe sign: {exc.detail}[/red]")
         raise typer.Exit(2) from None
@@ -360,15 +331,10 @@ def sign(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply schema migrations (Alembic) up to the newest."""
-    from imgpipe.db.migrate import current_revision
+    from imgpipe.db.migrate import current_revision, upgrade
     from imgpipe.db.session import make_engine
 
-    settings = _settings()
-    path = settings.sqlite_path
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    from imgpipe.db.migrate import upgrade
-
+    settings = settings_or_exit()
     engine = make_engine(settings.database_url)
     upgrade(engine)
     err.print(f"imgpipe: database at revision {current_revision(engine)}")
@@ -394,16 +360,12 @@ def process(
     from imgpipe.domain.errors import BadRequest
     from imgpipe.domain.profiles import ProfileSet
 
-    settings = _settings()
+    settings = settings_or_exit()
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         err.print(f"[red]imgpipe process: no such file or folder: {', '.join(missing)}[/red]")
         raise typer.Exit(2)
-    profile_set = (
-        ProfileSet.from_toml(settings.profiles_file)
-        if settings.profiles_file
-        else ProfileSet.builtin()
-    )
+    profile_set = ProfileSet.load(settings.profiles_file)
     try:
         names = [n.strip() for n in profiles.split(",") if n.strip()] if profiles else None
         chosen = profile_set.select(names)

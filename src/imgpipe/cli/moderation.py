@@ -7,28 +7,29 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from imgpipe.services.deps import ServiceDeps
+from imgpipe.cli.common import err, settings_or_exit
+
+if TYPE_CHECKING:  # SQLAlchemy under it costs 0.2-0.8 s on every `imgpipe` start
+    from imgpipe.services.deps import ServiceDeps
 
 moderation_app = typer.Typer(
     help="Moderation: list the review queue, approve or reject images.", no_args_is_help=True
 )
-err = Console(stderr=True, soft_wrap=True)  # no hard wraps (see cli/main.py)
 
 STATUSES = ("review", "rejected", "approved", "pending", "error")
 
 
 @contextmanager
 def _deps() -> Iterator[ServiceDeps]:
-    from imgpipe.cli.main import _settings
     from imgpipe.container import build
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         container = build(settings)
     except ValueError as exc:

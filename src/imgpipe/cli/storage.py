@@ -7,23 +7,22 @@ import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
+
+from imgpipe.cli.common import err, require_current_schema, settings_or_exit
 
 storage_app = typer.Typer(
     help="Stored objects: headers, copies, sweeps (docs/storage.md).", no_args_is_help=True
 )
-err = Console(stderr=True)
 
 if TYPE_CHECKING:
     from imgpipe.container import Container
 
 
 def _container() -> Container:
-    from imgpipe.cli.main import _require_current_schema, _settings
     from imgpipe.container import build
 
-    container = build(_settings())
-    _require_current_schema(container)
+    container = build(settings_or_exit())
+    require_current_schema(container)
     return container
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -18,6 +19,7 @@ def make_engine(url: str, round_trip_timeout_s: float | None = None) -> Engine:
     end their connection (db/watchdog.py): a database that stops answering is then a 503
     within that time instead of a request that hangs. None: no bound (migrations)."""
     if url.startswith("sqlite"):
+        _make_sqlite_folder(url)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
@@ -102,3 +104,10 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 def make_read_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     """Sessions for queries that only read: status, listings, auth, cache-hit lookups."""
     return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+
+
+def _make_sqlite_folder(url: str) -> None:
+    """SQLite creates a missing file but not its folder (``DATA_DIR`` on a first run)."""
+    path = url.split(":///", 1)[1] if ":///" in url else ""
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -93,6 +93,11 @@ class ProfileSet:
         return cls({p.name: p for p in BUILTIN_PROFILES})
 
     @classmethod
+    def load(cls, path: Path | None) -> ProfileSet:
+        """The profiles in effect: the built-ins, and PROFILES_FILE's on top when set."""
+        return cls.from_toml(path) if path else cls.builtin()
+
+    @classmethod
     def from_toml(cls, path: Path) -> ProfileSet:
         """Built-ins, then the file's ``[profiles.NAME]`` tables on top."""
         with path.open("rb") as fh:

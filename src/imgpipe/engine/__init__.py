@@ -1,6 +1,8 @@
 """The image engine: the only package that imports pyvips.
 
-Public surface: ``configure``, ``probe``, ``render_variants``, ``analyze``.
+This module only sets libvips up (``configure``); callers import what they use from its
+modules: ``probe.probe`` (the gate), ``pipeline.render_variants`` (the worker),
+``render.render`` (on-demand renders); the batch CLI runs the worker's pipeline.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Celery as the queue: the same task in-process (embedded) and in scale-out workers.
 
 All Celery settings live in ``celery_settings`` so they can be read in one place. The app
-is built by a factory, never at import time; the task calls the handler it was given, so
-this module knows nothing about what processing means.
+is built by a factory, never at import time, and its tasks are bound afterwards to the
+handlers they call, so this module knows nothing about what processing means.
 """
 
 from __future__ import annotations
@@ -178,19 +178,27 @@ class EmbeddedTransport(memory.Transport):
     Channel = EmbeddedChannel
 
 
-def make_celery(
-    config: QueueConfig,
-    handler: ProcessHandler,
+def make_celery(config: QueueConfig) -> Celery:
+    """The app, with no task yet: a ``CeleryQueue`` on it can send (tasks go by name)
+    before the handlers exist; ``bind_handlers`` adds them before a worker starts."""
+    app = Celery("imgpipe", set_as_current=False)
+    app.conf.update(celery_settings(config))
+    return app
+
+
+def bind_handlers(
+    app: Celery,
+    handler: ProcessHandler | None,
+    *,
     worker_niceness: int = 0,
     webhook_handler: WebhookHandler | None = None,
     moderation_handler: ModerationHandler | None = None,
-) -> Celery:
-    app = Celery("imgpipe", set_as_current=False)
-    app.conf.update(celery_settings(config))
-    # Tasks are this app's alone (shared=False): a shared task is installed in every app
-    # made later in the process, and Celery keeps the first one for a name, so a second
-    # app (a test, a second worker) would run the first app's handler.
+) -> None:
+    """Register the tasks this app's workers run, each calling the handler given.
 
+    Tasks are this app's alone (shared=False): a shared task is installed in every app
+    made later in the process, and Celery keeps the first one for a name, so a second
+    app (a test, a second worker) would run the first app's handler."""
     if moderation_handler is not None:
 
         @app.task(name=MODERATE_TASK, shared=False)  # type: ignore[untyped-decorator]
@@ -205,14 +213,14 @@ def make_celery(
         def deliver_webhook(event_id: str, attempt: int) -> None:
             webhook_handler(DeliverWebhook(event_id, attempt))
 
-    @app.task(name=PROCESS_TASK, shared=False)  # type: ignore[untyped-decorator]
-    def process_image(image_id: str) -> None:
-        if worker_niceness:
-            _lower_thread_priority(worker_niceness)
-        _soft_limit_is_a_timeout()
-        handler(ProcessImage(image_id))
+    if handler is not None:
 
-    return app
+        @app.task(name=PROCESS_TASK, shared=False)  # type: ignore[untyped-decorator]
+        def process_image(image_id: str) -> None:
+            if worker_niceness:
+                _lower_thread_priority(worker_niceness)
+            _soft_limit_is_a_timeout()
+            handler(ProcessImage(image_id))
 
 
 class CeleryQueue:

@@ -11,9 +11,10 @@ without a second upload. The same key with a different request is 409
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete
+from sqlalchemy import CursorResult, delete
 from sqlalchemy.exc import IntegrityError
 
 from imgpipe.db.schema import IdempotencyRow, utcnow
@@ -74,3 +75,18 @@ def release(deps: ServiceDeps, owner: str, key: str) -> None:
                 IdempotencyRow.image_id.is_(None),
             )
         )
+
+
+# Expired keys are refused by ``reserve`` anyway; this only keeps the table small.
+FORGET_EVERY_S = 3600.0
+
+
+def forget_expired(deps: ServiceDeps, now: datetime | None = None) -> int:
+    """Delete the keys older than IDEMPOTENCY_TTL; returns how many went."""
+    cutoff = (now or utcnow()) - timedelta(seconds=deps.access.idempotency_ttl_s)
+    with deps.sessions.begin() as session:
+        result = cast(
+            "CursorResult[Any]",
+            session.execute(delete(IdempotencyRow).where(IdempotencyRow.created_at < cutoff)),
+        )
+    return int(result.rowcount)

@@ -18,12 +18,11 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from pydantic import TypeAdapter
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from imgpipe.db import repo
 from imgpipe.db.schema import (
-    IdempotencyRow,
     ImageRow,
     WebhookDeliveryRow,
     WebhookEventRow,
@@ -59,29 +58,6 @@ def image_resource(view: ImageView) -> dict[str, Any]:
         if variant.get("public_url") is None:  # only under PUBLIC_BASE_URL, as in the API
             variant.pop("public_url", None)
     return data
-
-
-def emit_for_image(deps: ServiceDeps, image_id: str) -> str | None:
-    """After processing: record the image's event if it settled and has a callback URL.
-
-    Returns the event id. Never raises: the image's own outcome is already recorded.
-    """
-    try:
-        return _emit(deps, image_id)
-    except Exception:
-        log.exception("could not record the webhook event", extra={"image_id": image_id})
-        return None
-
-
-def _emit(deps: ServiceDeps, image_id: str) -> str | None:
-    with deps.sessions.begin() as session:
-        image = repo.get_image_any_owner(session, image_id)
-        if image is None:
-            return None
-        event_id = record_event(deps, session, image)
-    if event_id is not None:
-        hand_out_first(deps, event_id)
-    return event_id
 
 
 def record_event(
@@ -215,7 +191,7 @@ def deliver(deps: ServiceDeps, message: DeliverWebhook) -> bool:
 
 
 def sweep(deps: ServiceDeps, now: datetime | None = None) -> int:
-    """Hand out every attempt that is due; forget expired idempotency keys."""
+    """Hand out every attempt that is due."""
     now = now or utcnow()
     lease = timedelta(seconds=deps.webhooks.lease_s)
     with deps.sessions() as session:
@@ -247,9 +223,6 @@ def sweep(deps: ServiceDeps, now: datetime | None = None) -> int:
         if claimed.rowcount == 1:
             _hand_out(deps, DeliverWebhook(event_id, attempts + 1))
             handed += 1
-    cutoff = now - timedelta(seconds=deps.access.idempotency_ttl_s)
-    with deps.sessions.begin() as session:
-        session.execute(delete(IdempotencyRow).where(IdempotencyRow.created_at < cutoff))
     return handed
 
 

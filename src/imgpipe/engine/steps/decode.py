@@ -1,4 +1,5 @@
-"""Decode once, shrinking on load, upright and in sRGB, to the largest size any variant needs.
+"""Decode to the size the caller asks for (the worker's base box, a render's planned size),
+shrinking on load, upright and in sRGB.
 
 libvips' thumbnail does shrink-on-load (JPEG DCT scaling, WebP and HEIF scaled decode),
 applies EXIF orientation, and imports CMYK through the embedded or built-in CMYK profile.

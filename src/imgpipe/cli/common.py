@@ -1,0 +1,91 @@
+"""What the ``imgpipe`` subcommands share: settings, the database, the schema check.
+
+One module, so subcommands never reach into each other (or into ``cli/main.py``) for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from imgpipe.config import Settings, load_settings
+
+if TYPE_CHECKING:  # importing SQLAlchemy costs 0.2 s on every `imgpipe` start, even --help
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from imgpipe.container import Container
+
+# soft_wrap: Rich wraps at 80 columns when the output is not a terminal (a log file, a
+# pipe), which breaks paths and URLs in two; a terminal still wraps long lines itself.
+err = Console(stderr=True, soft_wrap=True)
+
+
+def settings_or_exit() -> Settings:
+    """The settings, or exit 2 naming each setting that is wrong."""
+    try:
+        return load_settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = "IMGPIPE_" + "_".join(str(p) for p in error["loc"]).upper()
+            err.print(f"[red]imgpipe: setting {name}: {error['msg']}[/red]")
+        raise typer.Exit(2) from None
+
+
+def require_current_schema(container: Container) -> None:
+    """Scale-out processes never migrate by themselves: one `imgpipe db upgrade` does."""
+    try:
+        current = container.schema_is_current()
+    except Exception as exc:  # any driver error: say what and where, not a traceback
+        err.print(f"[red]imgpipe: cannot reach the database: {exc}[/red]")
+        raise typer.Exit(2) from None
+    if not current:
+        err.print(
+            "[red]imgpipe: the database schema is not current; run `imgpipe db upgrade` "
+            "(once, before starting API and worker processes).[/red]"
+        )
+        raise typer.Exit(2)
+
+
+@contextmanager
+def database_sessions(settings: Settings, command: str = "keys") -> Iterator[sessionmaker[Session]]:
+    """Sessions on the configured database; an embedded SQLite file is migrated first."""
+    from imgpipe.db.migrate import pending_migrations, upgrade
+    from imgpipe.db.session import make_engine, make_sessionmaker
+
+    engine = make_engine(settings.database_url)
+    try:
+        if settings.sqlite_path is not None:  # the embedded database migrates itself
+            upgrade(engine)
+        elif pending_migrations(engine):
+            err.print(
+                f"[red]imgpipe {command}: the database schema is not current; "
+                "run `imgpipe db upgrade`.[/red]"
+            )
+            raise typer.Exit(2)
+        yield make_sessionmaker(engine)
+    finally:
+        engine.dispose()
+
+
+def keys_exist(settings: Settings) -> bool:
+    """Whether any API key exists (False when the database or its tables do not yet)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from imgpipe.db.session import make_engine, make_sessionmaker
+    from imgpipe.services.keys import any_key_exists
+
+    path = settings.sqlite_path
+    if path is not None and not path.exists():
+        return False
+    engine = make_engine(settings.database_url)
+    try:
+        return any_key_exists(make_sessionmaker(engine))
+    except SQLAlchemyError:
+        return False
+    finally:
+        engine.dispose()
