@@ -7,14 +7,16 @@ the same pixels and settings give byte-identical files.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pyvips
 
 from imgpipe.domain.formats import FORMATS
 from imgpipe.domain.media import ImageFormat
 from imgpipe.engine import jxl
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Each output format's saver and settings are in the registry (domain/formats.py).
 AVIF_EFFORT = dict(FORMATS[ImageFormat.AVIF].saver_options)["effort"]
@@ -83,6 +85,8 @@ def _encode_auto(image: Any, fmt: ImageFormat, fast: bool) -> bytes:
 
 
 def _luma(image: Any) -> np.ndarray:
+    import numpy as np  # only quality=auto needs it; not imported on every start-up
+
     if image.get_typeof("page-height") and image.get("page-height") < image.height:
         image = image.crop(0, 0, image.width, image.get("page-height"))
     if image.hasalpha():

@@ -26,7 +26,6 @@ from imgpipe.domain.media import ImageFormat, ProbeResult
 from imgpipe.domain.profiles import VariantSpec
 from imgpipe.domain.render_options import BadOption
 from imgpipe.engine import faces
-from imgpipe.engine.analyze import analyze_pixels, file_facts
 from imgpipe.engine.deadline import Deadline
 from imgpipe.engine.errors import as_error
 from imgpipe.engine.plan import base_size, plan
@@ -110,6 +109,9 @@ def render_variants(
 ) -> RenderResult:
     """``analyze`` False skips the image's analysis (palette, hashes, quality: 40-70 ms a
     photo), for callers that keep only the variants (the batch CLI)."""
+    # numpy, under the analysis, takes 0.3 s to import: only when analysing.
+    if analyze:
+        from imgpipe.engine.analyze import analyze_pixels, file_facts
     deadline = deadline or Deadline(None)
     pixels = _Base(path, probe, deadline)
     outcomes: dict[str, RenderOutcome] = {}
@@ -170,6 +172,8 @@ def _watermark(folder: Path | None, spec: VariantSpec) -> Any | None:
 
 
 def _analyze_first_frame(path: Path, probe: ProbeResult) -> dict[str, Any]:
+    from imgpipe.engine.analyze import analyze_pixels
+
     try:
         frame = decode(path, probe, _small_size(probe.upright_size), all_frames=False)
         return analyze_pixels(frame)

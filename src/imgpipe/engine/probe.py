@@ -24,7 +24,6 @@ from imgpipe.domain.formats import CAMERA_RAW, FORMATS
 from imgpipe.domain.media import ImageFormat, Limits, ProbeResult
 from imgpipe.engine import loaders
 from imgpipe.engine.jxl import probe_jxl
-from imgpipe.engine.raw import probe_raw
 from imgpipe.engine.sniff import check_complete, sniff_file
 from imgpipe.engine.tiffdir import count_directories
 
@@ -64,6 +63,8 @@ def probe(path: Path, limits: Limits) -> ProbeResult:
         elif fmt is ImageFormat.HEIC:
             result = _probe_heic(path)
         elif fmt in CAMERA_RAW:
+            from imgpipe.engine.raw import probe_raw  # rawpy and numpy: 0.3 s to import
+
             result = probe_raw(path, fmt)
         elif fmt is ImageFormat.JXL:
             result = probe_jxl(path)
