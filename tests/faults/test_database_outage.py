@@ -89,7 +89,8 @@ def test_only_connection_trouble_becomes_database_unavailable(
     tmp_path: Path, pg_proxy: FaultProxy
 ) -> None:
     """No connection, or a lost one: DatabaseUnavailable. A bad statement: SQLAlchemy's."""
-    unreachable = make_engine(f"sqlite:///{tmp_path / 'no-such-dir' / 'db.sqlite'}")
+    (tmp_path / "a-file").write_text("not a folder")  # so no folder can be made there
+    unreachable = make_engine(f"sqlite:///{tmp_path / 'a-file' / 'db.sqlite'}")
     with pytest.raises(DatabaseUnavailable) as refused:
         unreachable.connect()
     assert refused.value.retryable and refused.value.status == 503

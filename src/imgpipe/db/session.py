@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -110,4 +111,7 @@ def _make_sqlite_folder(url: str) -> None:
     """SQLite creates a missing file but not its folder (``DATA_DIR`` on a first run)."""
     path = url.split(":///", 1)[1] if ":///" in url else ""
     if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # A folder that cannot be made is reported where the database is first used, as
+        # the 503 ``database_unavailable`` every other unreachable database gives.
+        with contextlib.suppress(OSError):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
