@@ -24,27 +24,13 @@ from sqlalchemy import update
 from backends import postgres_database
 from imgpipe.db.schema import ImageRow, utcnow
 from imgpipe.domain.errors import IdempotencyInProgress
-from imgpipe.jobs.messages import ProcessImage
 from imgpipe.services import idempotency, ingest, jobs, queries
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.storage.local import LocalStore
-from unit.sqlite_deps import database_deps
+from unit.sqlite_deps import NoQueue, database_deps
 
 T = TypeVar("T")
 CONTENDERS = 6
-
-
-class NoQueue:
-    """Jobs are claimed by the tests themselves, as a worker would on a message."""
-
-    def enqueue(self, message: ProcessImage, recover: bool = False) -> None:
-        pass
-
-    def check(self) -> None:
-        pass
-
-    def depth(self) -> int | None:
-        return 0
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -12,6 +12,7 @@ from imgpipe.db.migrate import upgrade
 from imgpipe.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
 from imgpipe.domain.media import Limits
 from imgpipe.domain.profiles import ProfileSet
+from imgpipe.jobs.messages import ProcessImage
 from imgpipe.services.deps import ServiceDeps
 
 
@@ -43,3 +44,16 @@ def database_deps(url: str, tmp_path: Path, **fields: Any) -> Iterator[ServiceDe
         )
     finally:
         engine.dispose()
+
+
+class NoQueue:
+    """A queue that takes messages and drops them: for tests that run jobs themselves."""
+
+    def enqueue(self, message: ProcessImage, recover: bool = False) -> None:
+        pass
+
+    def check(self) -> None:
+        pass
+
+    def depth(self) -> int | None:
+        return 0

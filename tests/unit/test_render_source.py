@@ -25,20 +25,9 @@ from imgpipe.services.render import RenderRequest, render_image
 from imgpipe.storage import keys
 from imgpipe.storage.local import LocalStore
 
-from .sqlite_deps import sqlite_deps
+from .sqlite_deps import NoQueue, sqlite_deps
 
 OWNER = "alice"
-
-
-class NoQueue:
-    def enqueue(self, message: ProcessImage, recover: bool = False) -> None:
-        pass
-
-    def check(self) -> None:
-        pass
-
-    def depth(self) -> int | None:
-        return 0
 
 
 @pytest.fixture

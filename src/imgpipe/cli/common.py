@@ -16,6 +16,7 @@ from rich.console import Console
 from imgpipe.config import Settings, load_settings
 
 if TYPE_CHECKING:  # importing SQLAlchemy costs 0.2 s on every `imgpipe` start, even --help
+    from sqlalchemy import Engine
     from sqlalchemy.orm import Session, sessionmaker
 
     from imgpipe.container import Container
@@ -54,22 +55,29 @@ def require_current_schema(container: Container) -> None:
 @contextmanager
 def database_sessions(settings: Settings, command: str = "keys") -> Iterator[sessionmaker[Session]]:
     """Sessions on the configured database; an embedded SQLite file is migrated first."""
-    from imgpipe.db.migrate import pending_migrations, upgrade
     from imgpipe.db.session import make_engine, make_sessionmaker
 
     engine = make_engine(settings.database_url)
     try:
-        if settings.sqlite_path is not None:  # the embedded database migrates itself
-            upgrade(engine)
-        elif pending_migrations(engine):
-            err.print(
-                f"[red]imgpipe {command}: the database schema is not current; "
-                "run `imgpipe db upgrade`.[/red]"
-            )
-            raise typer.Exit(2)
+        ready_schema(engine, settings, command)
         yield make_sessionmaker(engine)
     finally:
         engine.dispose()
+
+
+def ready_schema(engine: Engine, settings: Settings, command: str) -> None:
+    """The embedded SQLite database migrates itself; any other must already be current
+    (one `imgpipe db upgrade` migrates it), or the command exits 2 saying so."""
+    from imgpipe.db.migrate import pending_migrations, upgrade
+
+    if settings.sqlite_path is not None:
+        upgrade(engine)
+    elif pending_migrations(engine):
+        err.print(
+            f"[red]imgpipe {command}: the database schema is not current; "
+            "run `imgpipe db upgrade`.[/red]"
+        )
+        raise typer.Exit(2)
 
 
 def keys_exist(settings: Settings) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -11,9 +11,6 @@ from rich.table import Table
 
 from imgpipe.cli.common import database_sessions, err, settings_or_exit
 from imgpipe.domain.access import SINGLE_USER_OWNER
-
-if TYPE_CHECKING:  # importing SQLAlchemy costs 0.2 s on every `imgpipe` start, even --help
-    pass
 
 keys_app = typer.Typer(help="API keys: each belongs to an owner.", no_args_is_help=True)
 

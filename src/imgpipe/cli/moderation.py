@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from imgpipe.cli.common import err, settings_or_exit
+from imgpipe.cli.common import err, ready_schema, settings_or_exit
 
 if TYPE_CHECKING:  # SQLAlchemy under it costs 0.2-0.8 s on every `imgpipe` start
     from imgpipe.services.deps import ServiceDeps
@@ -36,11 +36,7 @@ def _deps() -> Iterator[ServiceDeps]:
         err.print(f"[red]imgpipe moderation: {exc}[/red]")
         raise typer.Exit(2) from None
     try:
-        if settings.sqlite_path is not None:
-            container.migrate()
-        elif not container.schema_is_current():
-            err.print("[red]imgpipe moderation: run `imgpipe db upgrade` first.[/red]")
-            raise typer.Exit(2)
+        ready_schema(container.db_engine, settings, "moderation")
         yield container.deps
     finally:
         container.close()

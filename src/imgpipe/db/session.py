@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -109,7 +109,7 @@ def make_read_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 def _make_sqlite_folder(url: str) -> None:
     """SQLite creates a missing file but not its folder (``DATA_DIR`` on a first run)."""
-    path = url.split(":///", 1)[1] if ":///" in url else ""
+    path = make_url(url).database
     if path and path != ":memory:":
         # A folder that cannot be made is reported where the database is first used, as
         # the 503 ``database_unavailable`` every other unreachable database gives.
