@@ -377,7 +377,7 @@ def test_under_serve_moderation_waits_for_a_lull_in_variant_jobs() -> None:
     release = threading.Event()
 
     def variant_job() -> None:
-        with activity.running():
+        with activity.running("img_1"):
             release.wait(5)
 
     worker = threading.Thread(target=variant_job)
@@ -389,3 +389,35 @@ def test_under_serve_moderation_waits_for_a_lull_in_variant_jobs() -> None:
     assert activity.wait_for_lull(5)  # and goes as soon as it ends
     assert time.monotonic() - started < 4
     worker.join()
+
+
+def test_under_serve_moderation_waits_for_a_variant_job_handed_out_but_not_started() -> None:
+    """An upload hands out its variant job, then its moderation job; the moderation
+    worker may take its message first. It must still wait for those variants."""
+    import threading
+    import time
+
+    from imgpipe.container import VariantActivity
+
+    activity = VariantActivity()
+    activity.expect("img_1")  # the upload handed its variant job to the queue
+    assert not activity.wait_for_lull(0.05)  # not started yet: moderation still waits
+    started = threading.Event()
+    release = threading.Event()
+
+    def variant_job() -> None:
+        with activity.running("img_1"):
+            started.set()
+            release.wait(5)
+
+    worker = threading.Thread(target=variant_job)
+    worker.start()
+    started.wait(5)
+    assert not activity.wait_for_lull(0.05)  # now it runs: still waiting
+    threading.Timer(0.1, release.set).start()
+    begun = time.monotonic()
+    assert activity.wait_for_lull(5)  # goes once the job that was handed out ends
+    assert time.monotonic() - begun < 4
+    worker.join()
+    activity.expect("img_2")  # a job whose message is lost holds moderation up, bounded
+    assert not activity.wait_for_lull(0.05)
