@@ -38,8 +38,8 @@ from benchlib.runner import MB, RunResult
 
 # (numerator, denominator, target) on photos per second
 SPEED_TARGETS: tuple[tuple[str, str, float], ...] = (
-    (IMGPIPE_1.key, BARE_PYVIPS.key, 1.15),
-    (IMGPIPE_1.key, NAIVE.key, 1.6),
+    (IMGPIPE_1.key, BARE_PYVIPS.key, 1.3),  # issue 17 (issue 12 asked 1.2)
+    (IMGPIPE_1.key, NAIVE.key, 1.8),
     (IMGPIPE_2.key, IMGPIPE_1.key, 1.8),
 )
 # (numerator, denominator, meaning): context for the targets, not judged
@@ -194,7 +194,7 @@ def speed_ratios(timings: dict[str, Timing]) -> list[dict[str, Any]]:
 def timing_lines(methods: dict[str, dict[str, Any]]) -> list[str]:
     head = (
         f"{'method':34} {'photos/s':>9} {'median s':>9} {'best s':>8} {'spread':>7} "
-        f"{'peak RSS MB':>12} {'1-proc RSS MB':>14} {'other load':>11}"
+        f"{'peak RSS MB':>12} {'1-proc RSS MB':>14} {'other load':>11} {'output MB':>10}"
     )
     lines = [head, "-" * len(head)]
     for t in methods.values():
@@ -202,7 +202,7 @@ def timing_lines(methods: dict[str, dict[str, Any]]) -> list[str]:
             f"{t['label']:34} {t['photos_per_s']:9.2f} {t['median_s']:9.2f} {t['best_s']:8.2f} "
             f"{t['spread']:7.0%} "
             f"{t['peak_rss_mb']:12.0f} {t['max_single_process_rss_mb']:14.0f} "
-            f"{t['max_foreign_cores']:11.2f}"
+            f"{t['max_foreign_cores']:11.2f} {t.get('output_bytes', 0) / 1e6:10.2f}"
         )
     noisy = [t["label"] for t in methods.values() if t["max_foreign_cores"] > NOISE_CORES]
     if noisy:
@@ -343,15 +343,24 @@ def run(args: argparse.Namespace, tmp: Path, errors: list[str]) -> dict[str, Any
     corpus.warm_file_cache(found)
     out_root = args.out.resolve()
     timings = benchmark(methods, tmp / "photos", out_root, len(staged), args, errors)
+    methods_json = {
+        k: t.as_json() | {"output_bytes": _bytes_under(out_root / k)} for k, t in timings.items()
+    }
     results: dict[str, Any] = {
         "environment": environment(photo_dir, found, args.repeat),
-        "methods": {k: t.as_json() for k, t in timings.items()},
+        "methods": methods_json,
         "ratios": speed_ratios(timings),
     }
     if args.check:
         done = [m for m in methods if m.key in timings and m.checked]
         results |= run_checks(done, staged, out_root, tmp, errors)
     return results
+
+
+def _bytes_under(folder: Path) -> int:
+    """The bytes of every output a method wrote (its last run): a speed-up that made
+    bigger files shows here."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def report_lines(results: dict[str, Any]) -> list[str]:
