@@ -44,7 +44,7 @@ class Profile:
     @property
     def digest(self) -> str:
         """A short stable hash of everything that changes the output bytes."""
-        canonical = f"v{OUTPUT_VERSION}\n{self.options.canonical()}"
+        canonical = f"v{OUTPUT_VERSION}\n{self.options.key_text()}"
         # Face crops moved from libvips' attention to face detection: the detector's
         # version is part of their keys (other profiles never change with it).
         if self.options.crop is Crop.FACE:

@@ -34,11 +34,39 @@ from imgpipe.domain.media import OUTPUT_FORMATS, ImageFormat
 # the render key too: services/render.py.)
 # 3: one engine for profiles and renders; cover keeps the box's shape (undersize=crop).
 OUTPUT_VERSION = 3
+# The version of quality=auto's search (engine/auto_quality.py: its levels' targets, its
+# predictor and its calibration). Only keys of auto-quality outputs carry it
+# (``RenderOptions.key_text``), so retuning auto moves those keys and no others.
+# 2: SSIMULACRA2-calibrated levels (auto:best, auto:good, auto:eco) replace block SSIM 0.985.
+AUTO_QUALITY_VERSION = 2
 
 MAX_DIMENSION = 8192
 DEFAULT_QUALITY = 80  # renders; profiles say theirs (85 for the built-ins)
-AUTO = "auto"  # quality: the smallest file that keeps a perceptual target (engine/encode.py)
-Quality = int | str | None  # 1-100, AUTO, or None for the context's default
+
+
+class AutoQuality(StrEnum):
+    """quality=auto's levels: the fewest bytes that keep a perceptual target, searched per
+    image by the engine (engine/auto_quality.py, targets and calibration there).
+
+    ``best``: SSIM against the resized source above 0.95 (the design's quality floor), or
+    the encoder's best where no quality reaches it; ``good`` (``auto`` alone): not told
+    from quality 85 at normal viewing, about 70 on SSIMULACRA2's scale; ``eco``: fewer
+    bytes still, about 60. PNG is lossless at every level."""
+
+    BEST = "auto:best"
+    GOOD = "auto:good"
+    ECO = "auto:eco"
+
+    @property
+    def canonical(self) -> str:
+        """One spelling per level: ``auto`` for the default, so URLs signed with
+        ``q=auto`` before the levels existed keep their signatures."""
+        return AUTO_WORD if self is AutoQuality.GOOD else self.value
+
+
+AUTO_WORD = "auto"
+AUTO = AutoQuality.GOOD  # what ``auto`` alone means
+Quality = int | AutoQuality | None  # 1-100, a level of auto, or None for the context's default
 
 
 class BadOption(BadRequest):
@@ -166,7 +194,7 @@ class RenderOptions:
             "region": None if self.region is None else self.region.canonical(),
             "undersize": None if self.undersize is Undersize.CROP else self.undersize.value,
             "format": None if self.format is None or self.format_in_path else self.format.value,
-            "q": None if self.quality is None else str(self.quality),
+            "q": _quality_text(self.quality),
             "blur": None if self.blur is None else _num(self.blur),
             "sharpen": None if self.sharpen is None else _num(self.sharpen),
             "rotate": _num(self.rotate) if self.rotate else None,
@@ -183,9 +211,18 @@ class RenderOptions:
     def canonical(self) -> str:
         return "&".join(f"{k}={v}" for k, v in self.canonical_pairs())
 
+    def key_text(self) -> str:
+        """The canonical form plus the auto-quality search's version when quality is auto:
+        what cache keys and profile digests are made from (a signature covers only the
+        canonical form)."""
+        text = self.canonical()
+        if isinstance(self.quality, AutoQuality):
+            text += f"\nauto-quality={AUTO_QUALITY_VERSION}"
+        return text
+
     def cache_digest(self, fmt: str, extra: str = "") -> str:
         """Stable digest of (output version, options, negotiated format, asset digests)."""
-        options = replace(self, format_in_path=False).canonical()
+        options = replace(self, format_in_path=False).key_text()
         text = f"v{OUTPUT_VERSION}\n{options}\n{fmt}\n{extra}"
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -361,11 +398,22 @@ def _format(raw: str | None) -> ImageFormat | None:
 def _quality(raw: str | None) -> Quality:
     if raw is None:
         return None
-    if raw == AUTO:
+    if raw == AUTO_WORD:
         return AUTO
+    try:
+        return AutoQuality(raw)
+    except ValueError:
+        pass
     if not _INT.match(raw) or not 1 <= int(raw) <= 100:
-        raise BadOption("q", f"an integer from 1 to 100, or {AUTO}", raw)
+        levels = ", ".join(level.value for level in AutoQuality)
+        raise BadOption("q", f"an integer from 1 to 100, or {AUTO_WORD}, {levels}", raw)
     return int(raw)
+
+
+def _quality_text(quality: Quality) -> str | None:
+    if quality is None:
+        return None
+    return quality.canonical if isinstance(quality, AutoQuality) else str(quality)
 
 
 def _colour(raw: str | None) -> str | None:

@@ -7,23 +7,18 @@ the same pixels and settings give byte-identical files.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import pyvips
 
 from imgpipe.domain.formats import FORMATS
 from imgpipe.domain.media import ImageFormat
-from imgpipe.engine import jxl
-
-if TYPE_CHECKING:
-    import numpy as np
+from imgpipe.domain.render_options import AutoQuality
+from imgpipe.engine import auto_quality, jxl
 
 # Each output format's saver and settings are in the registry (domain/formats.py).
 AVIF_EFFORT = dict(FORMATS[ImageFormat.AVIF].saver_options)["effort"]
-
-# quality="auto": the smallest file whose SSIM against the source stays at or above this.
-AUTO_SSIM_TARGET = 0.985
-AUTO_QUALITY_RANGE = (40, 92)
 
 
 # WebP effort when a client waits (0-6; libvips' default, used for profile variants, is
@@ -32,15 +27,61 @@ AUTO_QUALITY_RANGE = (40, 92)
 FAST_WEBP_EFFORT = 2
 
 
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    data: bytes
+    quality: int | None  # the encoder quality used; None for a lossless format
+    # auto: whether the level's target was reached (False: the encoder's best, which for
+    # auto:best means no quality gets SSIM above 0.95); None for a fixed quality.
+    target_met: bool | None = None
+
+
 def encode(
-    image: Any, fmt: ImageFormat, quality: int | str, *, fast: bool = False, animated: bool = False
+    image: Any,
+    fmt: ImageFormat,
+    quality: int | AutoQuality,
+    *,
+    fast: bool = False,
+    animated: bool = False,
 ) -> bytes:
-    """``quality``: 1-100, or "auto" (the smallest file above a quality target).
+    """``quality``: 1-100, or a level of auto (the fewest bytes that keep its target).
     ``fast``: a client waits for it (on-demand renders); ``animated``: the image is a
     strip of frames (``page-height``) to write as one animation."""
-    if quality == "auto":
-        return _encode_auto(image, fmt, fast)
+    return encode_detailed(image, fmt, quality, fast=fast, animated=animated).data
+
+
+def encode_detailed(
+    image: Any,
+    fmt: ImageFormat,
+    quality: int | AutoQuality,
+    *,
+    fast: bool = False,
+    animated: bool = False,
+) -> Encoded:
+    """``encode``, saying which quality it used and whether auto met its target."""
+    lossless = FORMATS[fmt].lossless
+    if isinstance(quality, AutoQuality):
+        if lossless:  # auto for PNG: lossless, as ever
+            return Encoded(_encode(image, fmt, 100), None, True)
+
+        def encode_at(pixels: Any, q: int) -> bytes:
+            return _encode(pixels, fmt, q, fast)
+
+        if animated:  # searched on the first frame, written as the whole animation
+            first = image.crop(0, 0, image.width, image.get("page-height"))
+            found = auto_quality.encode_auto(first, fmt, quality, encode_at)
+            return Encoded(
+                _encode_fixed(image, fmt, found.quality, fast, animated), found.quality, found.met
+            )
+        found = auto_quality.encode_auto(image, fmt, quality, encode_at)
+        return Encoded(found.data, found.quality, found.met)
     assert isinstance(quality, int)
+    return Encoded(
+        _encode_fixed(image, fmt, quality, fast, animated), None if lossless else quality
+    )
+
+
+def _encode_fixed(image: Any, fmt: ImageFormat, quality: int, fast: bool, animated: bool) -> bytes:
     if animated and fmt is ImageFormat.WEBP:
         # Mixed: each frame lossy or lossless, whichever is smaller. Flat-colour GIF
         # frames come out at half the bytes (bench/animated_sizes.py); min_size would
@@ -63,56 +104,3 @@ def _encode(image: Any, fmt: ImageFormat, quality: int, fast: bool = False) -> b
         options["effort"] = FAST_WEBP_EFFORT
     data: bytes = pyvips.Operation.call(f"{spec.saver}_buffer", image, **options)
     return data
-
-
-def _encode_auto(image: Any, fmt: ImageFormat, fast: bool) -> bytes:
-    """Bisect quality for the smallest file that keeps the SSIM target (PNG is lossless)."""
-    if fmt is ImageFormat.PNG:
-        return _encode(image, fmt, 100)
-    reference = _luma(image)
-    low, high = AUTO_QUALITY_RANGE
-    best = _encode(image, fmt, high, fast)
-    while low <= high:
-        quality = (low + high) // 2
-        candidate = _encode(image, fmt, quality, fast)
-        decoded = pyvips.Image.new_from_buffer(candidate, "")
-        if _ssim(reference, _luma(decoded)) >= AUTO_SSIM_TARGET:
-            best = candidate if len(candidate) < len(best) else best
-            high = quality - 1
-        else:
-            low = quality + 1
-    return best
-
-
-def _luma(image: Any) -> np.ndarray:
-    import numpy as np  # only quality=auto needs it; not imported on every start-up
-
-    if image.get_typeof("page-height") and image.get("page-height") < image.height:
-        image = image.crop(0, 0, image.width, image.get("page-height"))
-    if image.hasalpha():
-        image = image.flatten(background=[255, 255, 255])
-    grey = image.colourspace("b-w").extract_band(0).cast("float")
-    return np.ndarray(
-        buffer=grey.write_to_memory(), dtype=np.float32, shape=(grey.height, grey.width)
-    )
-
-
-def _ssim(a: np.ndarray, b: np.ndarray, block: int = 8) -> float:
-    """Mean SSIM over non-overlapping 8x8 blocks: cheap, and enough to rank qualities."""
-    h = (min(a.shape[0], b.shape[0]) // block) * block
-    w = (min(a.shape[1], b.shape[1]) // block) * block
-    if h == 0 or w == 0:
-        return 1.0
-
-    def blocks(x: np.ndarray) -> np.ndarray:
-        return x[:h, :w].reshape(h // block, block, w // block, block).swapaxes(1, 2)
-
-    xa, xb = blocks(a), blocks(b)
-    mu_a, mu_b = xa.mean(axis=(2, 3)), xb.mean(axis=(2, 3))
-    var_a, var_b = xa.var(axis=(2, 3)), xb.var(axis=(2, 3))
-    cov = ((xa - mu_a[..., None, None]) * (xb - mu_b[..., None, None])).mean(axis=(2, 3))
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    ssim = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
-        (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
-    )
-    return float(ssim.mean())

@@ -21,7 +21,7 @@ from imgpipe.domain.media import ANIMATED_OUTPUTS, ImageFormat
 from imgpipe.domain.render_options import DEFAULT_QUALITY, Crop
 from imgpipe.engine import faces
 from imgpipe.engine.deadline import Deadline
-from imgpipe.engine.encode import encode
+from imgpipe.engine.encode import encode, encode_detailed
 from imgpipe.engine.errors import vips_errors
 from imgpipe.engine.plan import Plan
 from imgpipe.engine.steps import adjust, transform
@@ -57,6 +57,10 @@ class Output:
     # face-crop measurement in bench/); None and () when there was no crop.
     crop_window: tuple[int, int, int, int] | None = None
     faces: tuple[faces.Box, ...] = ()
+    # The encoder quality used (None: lossless) and, for quality=auto, whether the level's
+    # target was met (False: the encoder's best; auto:best found no quality above its floor).
+    quality: int | None = None
+    target_met: bool | None = None
 
 
 @dataclass
@@ -131,11 +135,12 @@ def _run(
         image = deadline.watch(image)
         quality = plan.options.quality if plan.options.quality is not None else DEFAULT_QUALITY
         try:
-            data = encode(image, out_format, quality, fast=fast, animated=animated)
+            encoded = encode_detailed(image, out_format, quality, fast=fast, animated=animated)
         except pyvips.Error:
             if animated and not deadline.expired:
                 _blame_a_broken_source(pixels, plan)
             raise
+        data = encoded.data
         frame_height = image.get("page-height") if animated else image.height
         if animated and isinstance(quality, int) and (image.width, frame_height) == plan.source:
             data = _no_larger_than_source(image, out_format, quality, data, pixels.source_bytes)
@@ -147,6 +152,8 @@ def _run(
             data,
             state.window,
             tuple(state.found),
+            encoded.quality,
+            encoded.target_met,
         )
 
 
