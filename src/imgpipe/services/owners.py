@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from imgpipe.db import repo
+from imgpipe.db.session import SessionFactory
 from imgpipe.domain.access import SINGLE_USER_OWNER, check_owner
 
-Sessions = sessionmaker[Session]
+Sessions = SessionFactory
 
 
 @dataclass(frozen=True, slots=True)
