@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from imgpipe.db.schema import DeadLetterRow, JobAttemptRow
+from imgpipe.db.schema import DeadLetterRow, ImageRow, JobAttemptRow
 
 
 def newest(session: Session, include_retried: bool, limit: int) -> list[DeadLetterRow]:
@@ -37,3 +39,28 @@ def history(session: Session, row: DeadLetterRow, limit: int) -> list[JobAttempt
             JobAttemptRow.claimed_at >= (previous.retried_at or previous.created_at)
         )
     return list(session.scalars(query.order_by(JobAttemptRow.id.desc()).limit(limit)))
+
+
+def add(
+    session: Session,
+    dead_letter_id: str,
+    image: ImageRow,
+    variants: list[str],
+    attempts: int,
+    error_code: str,
+    error: str,
+    created_at: datetime,
+) -> None:
+    """A dead letter for ``image`` (its owner is copied) in this transaction."""
+    session.add(
+        DeadLetterRow(
+            id=dead_letter_id,
+            image_id=image.id,
+            owner=image.owner,
+            variants=variants,
+            attempts=attempts,
+            error_code=error_code,
+            error=error,
+            created_at=created_at,
+        )
+    )

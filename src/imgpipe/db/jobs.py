@@ -1,4 +1,4 @@
-"""Image jobs' queries: the locked job row, leases, attempts, dead letters, hand-outs.
+"""Image jobs' queries: the locked job row, leases, attempts, hand-outs.
 
 The rules (when a job is due, who holds it, what a lost lease means) are in
 services/jobs.py and services/reconcile.py; these functions only read and write rows.
@@ -13,7 +13,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, CursorResult, and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from imgpipe.db.schema import DeadLetterRow, ImageRow, JobAttemptRow
+from imgpipe.db.schema import ImageRow, JobAttemptRow
 
 
 def locked_image(session: Session, image_id: str) -> ImageRow | None:
@@ -55,30 +55,6 @@ def open_attempts(session: Session, image_id: str) -> list[JobAttemptRow]:
         JobAttemptRow.image_id == image_id, JobAttemptRow.finished_at.is_(None)
     )
     return list(session.scalars(query))
-
-
-def add_dead_letter(
-    session: Session,
-    dead_letter_id: str,
-    image: ImageRow,
-    variants: list[str],
-    attempts: int,
-    error_code: str,
-    error: str,
-    created_at: datetime,
-) -> None:
-    session.add(
-        DeadLetterRow(
-            id=dead_letter_id,
-            image_id=image.id,
-            owner=image.owner,
-            variants=variants,
-            attempts=attempts,
-            error_code=error_code,
-            error=error,
-            created_at=created_at,
-        )
-    )
 
 
 def renew_lease(session: Session, image_id: str, lease_owner: str, due_at: datetime) -> bool:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
 
+from imgpipe.db import dead_letters as dead_letters_db
 from imgpipe.db import jobs as jobs_db
 from imgpipe.db import repo
 from imgpipe.db.schema import ImageRow, VariantRow, utcnow
@@ -314,7 +315,7 @@ def _dead_letter(
     error: ImgpipeError,
     now: datetime,
 ) -> None:
-    jobs_db.add_dead_letter(
+    dead_letters_db.add(
         session,
         "dlq_" + secrets.token_hex(10),
         image,
