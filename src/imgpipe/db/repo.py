@@ -21,6 +21,17 @@ from imgpipe.domain import similarity
 from imgpipe.domain.states import ImageStatus, VariantStatus, rollup
 
 
+def add_image(session: Session, image: ImageRow) -> None:
+    """A new image (with its variant and moderation rows) in this transaction, flushed."""
+    session.add(image)
+    session.flush()
+
+
+def purge_image(session: Session, image: ImageRow) -> None:
+    """Delete the image's record and everything that hangs on it (the schema cascades)."""
+    session.delete(image)
+
+
 def get_image(session: Session, image_id: str, owner: str) -> ImageRow | None:
     """The owner's image; None for another owner's, a missing or a deleted one. One
     statement filters on every column, so another owner's image and a missing one take the
@@ -151,6 +162,33 @@ def variant_by_name(image: ImageRow, name: str) -> VariantRow | None:
 
 def image_ids_with_sha(session: Session, sha256: str) -> list[str]:
     return list(session.scalars(select(ImageRow.id).where(ImageRow.sha256 == sha256)))
+
+
+def add_upload(
+    session: Session,
+    upload_id: str,
+    owner: str,
+    filename: str,
+    content_type: str | None,
+    declared_bytes: int,
+    storage_key: str,
+    expires_at: datetime,
+) -> None:
+    session.add(
+        UploadRow(
+            id=upload_id,
+            owner=owner,
+            filename=filename,
+            content_type=content_type,
+            declared_bytes=declared_bytes,
+            storage_key=storage_key,
+            expires_at=expires_at,
+        )
+    )
+
+
+def get_upload(session: Session, upload_id: str) -> UploadRow | None:
+    return session.get(UploadRow, upload_id)
 
 
 def claim_upload(session: Session, upload_id: str, now: datetime, stale_before: datetime) -> bool:
