@@ -1,4 +1,12 @@
-"""Typed queries: the only place SQL is written. Each function takes an open Session."""
+"""Images', variants' and direct uploads' queries. Each function takes an open Session.
+
+SQL is written only in ``db/``, one module per kind of row: this one (images, their
+variants, owners' images, pHash lookups, direct uploads), ``jobs.py`` (job leases,
+attempts, hand-outs), ``moderation.py``, ``webhooks.py``, ``dead_letters.py``, ``keys.py``
+(API keys) and ``idempotency.py``. Services open the transaction (``with
+sessions.begin()``) and call these functions in it; they import no SQLAlchemy, and
+import-linter keeps it so (pyproject.toml).
+"""
 
 from __future__ import annotations
 
