@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from imgpipe.db import dead_letters as dead_letters_db
+from imgpipe.db import jobs as jobs_db
 from imgpipe.db.schema import DeadLetterRow, utcnow
 from imgpipe.db.session import Session, SessionFactory
 from imgpipe.domain.states import VariantStatus
@@ -78,7 +79,7 @@ def retry(
     for dead_letter_id in dict.fromkeys(dead_letter_ids):
         with sessions.begin() as session:
             row = dead_letters_db.get(session, dead_letter_id)
-            image = jobs.locked_image(session, row.image_id) if row is not None else None
+            image = jobs_db.locked_image(session, row.image_id) if row is not None else None
             if row is None or image is None:
                 unknown.append(dead_letter_id)
                 continue

@@ -106,7 +106,7 @@ def claim(deps: ServiceDeps, image_id: str) -> tuple[Claim | None, str | None]:
     """
     now = utcnow()
     with deps.sessions.begin() as session:
-        image = locked_image(session, image_id)
+        image = jobs_db.locked_image(session, image_id)
         if image is None or image.due_at is None or image.due_at > now:
             return None, None  # deleted, finished, held by a live lease, or not yet due
         if image.deleted_at is not None:  # hidden by DELETE: no more work, until a restore
@@ -186,7 +186,7 @@ def settle(
     now = utcnow()
     policy = deps.jobs.retry
     with deps.sessions.begin() as session:
-        image = locked_image(session, claim.image_id)
+        image = jobs_db.locked_image(session, claim.image_id)
         if image is None:
             return Settled(None, None)  # deleted while it was being made
         if image.lease_owner != claim.lease_owner:
@@ -291,11 +291,6 @@ def reset_for_retry(
     image.due_at = now
     image.enqueued_at = now if enqueued else None
     repo.refresh_status(image, now)
-
-
-def locked_image(session: Session, image_id: str) -> ImageRow | None:
-    """The image row, locked for this transaction: every change to a job goes through it."""
-    return jobs_db.locked_image(session, image_id)
 
 
 def _fail(variant: VariantRow, code: str, detail: str) -> None:

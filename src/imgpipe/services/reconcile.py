@@ -88,7 +88,7 @@ def _expire_and_hand_out(
     deps: ServiceDeps, image_id: str, now: datetime, force: bool = False
 ) -> bool:
     with deps.sessions.begin() as session:
-        image = jobs.locked_image(session, image_id)
+        image = jobs_db.locked_image(session, image_id)
         if image is None:
             return False
         expired = image.lease_owner is not None and (
