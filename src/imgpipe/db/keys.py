@@ -60,3 +60,9 @@ def any_key(session: Session) -> bool | None:
         return session.scalar(select(ApiKeyRow.id).limit(1)) is not None
     except SQLAlchemyError:
         return None
+
+
+def has_active_key(session: Session, owner: str) -> bool:
+    """Whether the owner has a key that is not revoked."""
+    query = select(ApiKeyRow.id).where(ApiKeyRow.owner == owner, ApiKeyRow.revoked_at.is_(None))
+    return session.scalar(query.limit(1)) is not None

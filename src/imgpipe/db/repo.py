@@ -17,7 +17,6 @@ from sqlalchemy import func, or_, select, union, update
 from sqlalchemy.orm import Session
 
 from imgpipe.db.schema import (
-    ApiKeyRow,
     DeadLetterRow,
     ImageRow,
     UploadRow,
@@ -221,11 +220,6 @@ def release_upload(session: Session, upload_id: str) -> None:
 def count_images(session: Session, owner: str) -> int:
     query = select(func.count()).select_from(ImageRow).where(ImageRow.owner == owner)
     return int(session.scalar(query) or 0)
-
-
-def has_active_key(session: Session, owner: str) -> bool:
-    query = select(ApiKeyRow.id).where(ApiKeyRow.owner == owner, ApiKeyRow.revoked_at.is_(None))
-    return session.scalar(query.limit(1)) is not None
 
 
 def reassign_owner(session: Session, from_owner: str, to_owner: str) -> int:

@@ -25,8 +25,6 @@ from imgpipe.domain.access import (
 )
 from imgpipe.domain.errors import NotFound, Unauthorized
 
-Sessions = SessionFactory
-
 
 @dataclass(frozen=True, slots=True)
 class KeyInfo:
@@ -46,7 +44,7 @@ def _info(row: ApiKeyRow) -> KeyInfo:
 
 
 def create_key(
-    sessions: Sessions, owner: str, admin: bool = False, callback_url: str | None = None
+    sessions: SessionFactory, owner: str, admin: bool = False, callback_url: str | None = None
 ) -> tuple[str, KeyInfo]:
     """A new key for ``owner``: the key itself (shown once, never stored) and its record."""
     check_owner(owner)
@@ -65,12 +63,12 @@ def create_key(
         return key, _info(row)
 
 
-def list_keys(sessions: Sessions) -> list[KeyInfo]:
+def list_keys(sessions: SessionFactory) -> list[KeyInfo]:
     with sessions() as session:
         return [_info(row) for row in keys_db.all_keys(session)]
 
 
-def revoke_key(sessions: Sessions, key_id: str) -> KeyInfo:
+def revoke_key(sessions: SessionFactory, key_id: str) -> KeyInfo:
     """Revoke by id (or by the shown prefix); repeating it is harmless."""
     with sessions.begin() as session:
         row = keys_db.key_by_id_or_prefix(session, key_id)
@@ -81,7 +79,7 @@ def revoke_key(sessions: Sessions, key_id: str) -> KeyInfo:
         return _info(row)
 
 
-def any_key_exists(sessions: Sessions) -> bool | None:
+def any_key_exists(sessions: SessionFactory) -> bool | None:
     """Whether any key exists (revoked ones too); None when the database cannot tell (no
     table yet). A database that cannot be reached raises DatabaseUnavailable."""
     with sessions() as session:
@@ -91,7 +89,7 @@ def any_key_exists(sessions: Sessions) -> bool | None:
 class Authenticator:
     """Turns a bearer token into a Principal, or refuses with 401."""
 
-    def __init__(self, sessions: Sessions, required: bool) -> None:
+    def __init__(self, sessions: SessionFactory, required: bool) -> None:
         self._sessions = sessions
         self._required = required
         self._keys_seen = False  # once keys exist they never go away: cache the answer
