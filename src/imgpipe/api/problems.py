@@ -8,13 +8,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
-from imgpipe.domain.errors import DatabaseUnavailable, ImgpipeError
+from imgpipe.db import errors as db_errors
+from imgpipe.domain.errors import ImgpipeError
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +62,11 @@ async def _imgpipe_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-    """Database trouble the db layer did not already name (a pool checkout timing out, a
+    """Database trouble the engine did not already name (a pool checkout timing out, a
     lock wait, an operational error on a live connection): 503 with Retry-After, never 500.
+    db/errors.py says which errors these are and which domain error they become.
     """
-    error = DatabaseUnavailable()
+    error = db_errors.as_domain_error(exc)
     log.error("database error: %s", type(exc).__name__, exc_info=exc)
     return problem_response(
         error.status, error.code, error.title, error.detail, {"Retry-After": "5"}
@@ -134,7 +134,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ImgpipeError, _imgpipe_error)
-    for database_error in (OperationalError, InterfaceError, PoolTimeout):
+    for database_error in db_errors.UNAVAILABLE:
         app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

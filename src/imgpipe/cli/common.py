@@ -16,10 +16,8 @@ from rich.console import Console
 from imgpipe.config import Settings, load_settings
 
 if TYPE_CHECKING:  # importing SQLAlchemy costs 0.2 s on every `imgpipe` start, even --help
-    from sqlalchemy import Engine
-    from sqlalchemy.orm import Session, sessionmaker
-
     from imgpipe.container import Container
+    from imgpipe.db.session import Engine, SessionFactory
 
 # soft_wrap: Rich wraps at 80 columns when the output is not a terminal (a log file, a
 # pipe), which breaks paths and URLs in two; a terminal still wraps long lines itself.
@@ -53,7 +51,7 @@ def require_current_schema(container: Container) -> None:
 
 
 @contextmanager
-def database_sessions(settings: Settings, command: str = "keys") -> Iterator[sessionmaker[Session]]:
+def database_sessions(settings: Settings, command: str = "keys") -> Iterator[SessionFactory]:
     """Sessions on the configured database; an embedded SQLite file is migrated first."""
     from imgpipe.db.session import make_engine, make_sessionmaker
 
@@ -82,8 +80,6 @@ def ready_schema(engine: Engine, settings: Settings, command: str) -> None:
 
 def keys_exist(settings: Settings) -> bool:
     """Whether any API key exists (False when the database or its tables do not yet)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     from imgpipe.db.session import make_engine, make_sessionmaker
     from imgpipe.services.keys import any_key_exists
 
@@ -92,8 +88,6 @@ def keys_exist(settings: Settings) -> bool:
         return False
     engine = make_engine(settings.database_url)
     try:
-        return any_key_exists(make_sessionmaker(engine))
-    except SQLAlchemyError:
-        return False
+        return any_key_exists(make_sessionmaker(engine)) is True  # None: no tables yet
     finally:
         engine.dispose()

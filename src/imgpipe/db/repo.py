@@ -1,4 +1,12 @@
-"""Typed queries: the only place SQL is written. Each function takes an open Session."""
+"""Images', variants' and direct uploads' queries. Each function takes an open Session.
+
+SQL is written only in ``db/``, one module per kind of row: this one (images, their
+variants, owners' images, pHash lookups, direct uploads), ``jobs.py`` (job leases,
+attempts, hand-outs), ``moderation.py``, ``webhooks.py``, ``dead_letters.py``, ``keys.py``
+(API keys) and ``idempotency.py``. Services open the transaction (``with
+sessions.begin()``) and call these functions in it; they import no SQLAlchemy, and
+import-linter keeps it so (pyproject.toml).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,6 @@ from sqlalchemy import func, or_, select, union, update
 from sqlalchemy.orm import Session
 
 from imgpipe.db.schema import (
-    ApiKeyRow,
     DeadLetterRow,
     ImageRow,
     UploadRow,
@@ -19,6 +26,17 @@ from imgpipe.db.schema import (
 )
 from imgpipe.domain import similarity
 from imgpipe.domain.states import ImageStatus, VariantStatus, rollup
+
+
+def add_image(session: Session, image: ImageRow) -> None:
+    """A new image (with its variant and moderation rows) in this transaction, flushed."""
+    session.add(image)
+    session.flush()
+
+
+def purge_image(session: Session, image: ImageRow) -> None:
+    """Delete the image's record and everything that hangs on it (the schema cascades)."""
+    session.delete(image)
 
 
 def get_image(session: Session, image_id: str, owner: str) -> ImageRow | None:
@@ -153,6 +171,33 @@ def image_ids_with_sha(session: Session, sha256: str) -> list[str]:
     return list(session.scalars(select(ImageRow.id).where(ImageRow.sha256 == sha256)))
 
 
+def add_upload(
+    session: Session,
+    upload_id: str,
+    owner: str,
+    filename: str,
+    content_type: str | None,
+    declared_bytes: int,
+    storage_key: str,
+    expires_at: datetime,
+) -> None:
+    session.add(
+        UploadRow(
+            id=upload_id,
+            owner=owner,
+            filename=filename,
+            content_type=content_type,
+            declared_bytes=declared_bytes,
+            storage_key=storage_key,
+            expires_at=expires_at,
+        )
+    )
+
+
+def get_upload(session: Session, upload_id: str) -> UploadRow | None:
+    return session.get(UploadRow, upload_id)
+
+
 def claim_upload(session: Session, upload_id: str, now: datetime, stale_before: datetime) -> bool:
     """Mark a direct upload as being completed by this caller: one conditional UPDATE, so
     of concurrent callers exactly one wins. A claim older than ``stale_before`` (its caller
@@ -175,11 +220,6 @@ def release_upload(session: Session, upload_id: str) -> None:
 def count_images(session: Session, owner: str) -> int:
     query = select(func.count()).select_from(ImageRow).where(ImageRow.owner == owner)
     return int(session.scalar(query) or 0)
-
-
-def has_active_key(session: Session, owner: str) -> bool:
-    query = select(ApiKeyRow.id).where(ApiKeyRow.owner == owner, ApiKeyRow.revoked_at.is_(None))
-    return session.scalar(query.limit(1)) is not None
 
 
 def reassign_owner(session: Session, from_owner: str, to_owner: str) -> int:

@@ -1,4 +1,10 @@
-"""Engine and session factory, built by the container, never at import time."""
+"""Engine and session factory, built by the container, never at import time.
+
+``Session``, ``SessionFactory`` and ``Engine`` are the names services, the API and the CLI
+use in annotations, so that no module outside ``db/`` (and the container) imports
+SQLAlchemy: a service receives a session factory and opens its unit of work with it, and
+hands the session to ``db/`` functions, which hold every query.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,26 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from imgpipe.db import watchdog
 from imgpipe.domain.errors import DatabaseUnavailable
+
+__all__ = [
+    "READ_ONLY",
+    "Engine",
+    "Session",
+    "SessionFactory",
+    "make_engine",
+    "make_read_sessionmaker",
+    "make_sessionmaker",
+    "ping",
+]
+
+SessionFactory = sessionmaker[Session]
 
 
 def make_engine(url: str, round_trip_timeout_s: float | None = None) -> Engine:
@@ -97,12 +116,12 @@ def _sqlite_begin_immediate(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+def make_sessionmaker(engine: Engine) -> SessionFactory:
     """Sessions for work that writes (use ``with sessions.begin()``)."""
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def make_read_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+def make_read_sessionmaker(engine: Engine) -> SessionFactory:
     """Sessions for queries that only read: status, listings, auth, cache-hit lookups."""
     return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
@@ -115,3 +134,8 @@ def _make_sqlite_folder(url: str) -> None:
         # the 503 ``database_unavailable`` every other unreachable database gives.
         with contextlib.suppress(OSError):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def ping(session: Session) -> None:
+    """One round trip to the database (readiness); raises whatever the driver raises."""
+    session.execute(text("SELECT 1"))

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
-
-from imgpipe.db.schema import DeadLetterRow, JobAttemptRow, utcnow
+from imgpipe.db import dead_letters as dead_letters_db
+from imgpipe.db import jobs as jobs_db
+from imgpipe.db.schema import DeadLetterRow, utcnow
+from imgpipe.db.session import Session, SessionFactory
 from imgpipe.domain.states import VariantStatus
 from imgpipe.services import jobs, moderation
 
@@ -57,18 +57,16 @@ class RetryResult:
 
 
 def list_dead_letters(
-    sessions: sessionmaker[Session], include_retried: bool = False, limit: int = 100
+    sessions: SessionFactory, include_retried: bool = False, limit: int = 100
 ) -> list[DeadLetterView]:
     """Newest first; retried ones only when asked."""
     with sessions() as session:
-        query = select(DeadLetterRow).order_by(DeadLetterRow.created_at.desc()).limit(limit)
-        if not include_retried:
-            query = query.where(DeadLetterRow.retried_at.is_(None))
-        return [_view(session, row) for row in session.scalars(query)]
+        rows = dead_letters_db.newest(session, include_retried, limit)
+        return [_view(session, row) for row in rows]
 
 
 def retry(
-    sessions: sessionmaker[Session], dead_letter_ids: list[str], enqueued: bool = False
+    sessions: SessionFactory, dead_letter_ids: list[str], enqueued: bool = False
 ) -> RetryResult:
     """Give each dead letter's failed variants fresh attempts and make the job due now.
 
@@ -80,8 +78,8 @@ def retry(
     unknown: list[str] = []
     for dead_letter_id in dict.fromkeys(dead_letter_ids):
         with sessions.begin() as session:
-            row = session.get(DeadLetterRow, dead_letter_id)
-            image = jobs.locked_image(session, row.image_id) if row is not None else None
+            row = dead_letters_db.get(session, dead_letter_id)
+            image = jobs_db.locked_image(session, row.image_id) if row is not None else None
             if row is None or image is None:
                 unknown.append(dead_letter_id)
                 continue
@@ -100,20 +98,7 @@ def retry(
 def _view(session: Session, row: DeadLetterRow) -> DeadLetterView:
     # The history is this dead letter's own: the attempts since the image's previous
     # dead letter was retried (or since the beginning), up to this one.
-    previous = session.scalar(
-        select(DeadLetterRow)
-        .where(DeadLetterRow.image_id == row.image_id, DeadLetterRow.created_at < row.created_at)
-        .order_by(DeadLetterRow.created_at.desc())
-        .limit(1)
-    )
-    query = select(JobAttemptRow).where(
-        JobAttemptRow.image_id == row.image_id, JobAttemptRow.claimed_at <= row.created_at
-    )
-    if previous is not None:
-        query = query.where(
-            JobAttemptRow.claimed_at >= (previous.retried_at or previous.created_at)
-        )
-    attempts = session.scalars(query.order_by(JobAttemptRow.id.desc()).limit(HISTORY_LIMIT)).all()
+    attempts = dead_letters_db.history(session, row, HISTORY_LIMIT)
     history = [
         AttemptView(
             attempt=a.attempt,

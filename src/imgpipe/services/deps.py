@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy.orm import Session, sessionmaker
-
+from imgpipe.db.session import SessionFactory
 from imgpipe.domain.media import Limits, ProbeCache
 from imgpipe.domain.moderation import Policy
 from imgpipe.domain.profiles import ProfileSet
@@ -94,8 +93,8 @@ class ModerationSettings:
 
 @dataclass(frozen=True)
 class ServiceDeps:
-    sessions: sessionmaker[Session]  # for work that writes: `with sessions.begin()`
-    read_sessions: sessionmaker[Session]  # for queries that only read
+    sessions: SessionFactory  # for work that writes: `with sessions.begin()`
+    read_sessions: SessionFactory  # for queries that only read
     store: ObjectStore
     queue: JobQueue
     profiles: ProfileSet

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from imgpipe.db import repo
-from imgpipe.db.schema import UploadRow, utcnow
+from imgpipe.db.schema import utcnow
 from imgpipe.domain.errors import (
     BadRequest,
     BadSignature,
@@ -87,16 +87,15 @@ def announce(
             headers={"Content-Type": "application/octet-stream"},
         )
     with deps.sessions.begin() as session:
-        session.add(
-            UploadRow(
-                id=image_id,
-                owner=owner,
-                filename=filename[:500],
-                content_type=content_type,
-                declared_bytes=declared_bytes,
-                storage_key=key,
-                expires_at=ticket.expires_at,
-            )
+        repo.add_upload(
+            session,
+            image_id,
+            owner=owner,
+            filename=filename[:500],
+            content_type=content_type,
+            declared_bytes=declared_bytes,
+            storage_key=key,
+            expires_at=ticket.expires_at,
         )
     return ticket
 
@@ -120,7 +119,7 @@ def check_upload_signature(deps: ServiceDeps, image_id: str, expires: int, signa
 def receive(deps: ServiceDeps, image_id: str, staged: ingest.StagedUpload) -> None:
     """Keep the bytes the API received for a signed upload URL (local storage)."""
     with deps.sessions() as session:
-        row = session.get(UploadRow, image_id)
+        row = repo.get_upload(session, image_id)
         if row is None or row.completed_at is not None:
             raise NotFound(f"No open upload {image_id}.")
         key = row.storage_key
@@ -135,7 +134,7 @@ def complete(
     waited_until = time.monotonic() + COMPLETE_WAIT_S
     while True:
         with deps.sessions.begin() as session:
-            row = session.get(UploadRow, image_id)
+            row = repo.get_upload(session, image_id)
             if row is None or row.owner != owner:
                 raise NotFound(f"No upload {image_id}.")
             key, filename = row.storage_key, row.filename

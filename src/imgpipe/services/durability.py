@@ -202,7 +202,7 @@ def _purge_one(deps: ServiceDeps, image_id: str, sha256: str) -> list[str]:
     with deps.sessions.begin() as session:
         image = repo.get_deleted_image(session, image_id)
         if image is not None:
-            session.delete(image)
+            repo.purge_image(session, image)
     log.info("deleted image purged", extra={"image_id": image_id})
     return locked
 

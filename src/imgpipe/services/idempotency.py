@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete
-from sqlalchemy.exc import IntegrityError
-
-from imgpipe.db.schema import IdempotencyRow, utcnow
+from imgpipe.db import idempotency as idempotency_db
+from imgpipe.db.schema import utcnow
 from imgpipe.domain.errors import IdempotencyConflict, IdempotencyInProgress
 from imgpipe.services.deps import ServiceDeps
 
@@ -33,10 +30,9 @@ def reserve(deps: ServiceDeps, owner: str, key: str, digest: str) -> str | None:
     expired_before = utcnow() - timedelta(seconds=deps.access.idempotency_ttl_s)
     for _ in range(2):
         with deps.sessions.begin() as session:
-            row = session.get(IdempotencyRow, (owner, key))
+            row = idempotency_db.get_key(session, owner, key)
             if row is not None and row.created_at < expired_before:
-                session.delete(row)
-                session.flush()
+                idempotency_db.drop_key(session, row)
                 row = None
             if row is not None:
                 if row.request_hash != digest:
@@ -50,31 +46,22 @@ def reserve(deps: ServiceDeps, owner: str, key: str, digest: str) -> str | None:
                         "retry in a moment."
                     )
                 return row.image_id
-        try:
-            with deps.sessions.begin() as session:
-                session.add(IdempotencyRow(owner=owner, key=key, request_hash=digest))
+        if idempotency_db.insert_key(deps.sessions, owner, key, digest):
             return None
-        except IntegrityError:
-            continue  # a concurrent request reserved it first: read what it holds
+        # A concurrent request reserved it first: read what it holds.
     raise IdempotencyInProgress("Retry in a moment.")
 
 
 def complete(deps: ServiceDeps, owner: str, key: str, image_id: str, status_code: int) -> None:
     with deps.sessions.begin() as session:
-        row = session.get(IdempotencyRow, (owner, key))
+        row = idempotency_db.get_key(session, owner, key)
         if row is not None:
             row.image_id, row.status_code = image_id, status_code
 
 
 def release(deps: ServiceDeps, owner: str, key: str) -> None:
     with deps.sessions.begin() as session:
-        session.execute(
-            delete(IdempotencyRow).where(
-                IdempotencyRow.owner == owner,
-                IdempotencyRow.key == key,
-                IdempotencyRow.image_id.is_(None),
-            )
-        )
+        idempotency_db.release_key(session, owner, key)
 
 
 # Expired keys are refused by ``reserve`` anyway; this only keeps the table small.
@@ -85,8 +72,4 @@ def forget_expired(deps: ServiceDeps, now: datetime | None = None) -> int:
     """Delete the keys older than IDEMPOTENCY_TTL; returns how many went."""
     cutoff = (now or utcnow()) - timedelta(seconds=deps.access.idempotency_ttl_s)
     with deps.sessions.begin() as session:
-        result = cast(
-            "CursorResult[Any]",
-            session.execute(delete(IdempotencyRow).where(IdempotencyRow.created_at < cutoff)),
-        )
-    return int(result.rowcount)
+        return idempotency_db.delete_older_than(session, cutoff)

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from imgpipe.db import repo
 from imgpipe.db.schema import ImageRow, VariantRow, utcnow
 from imgpipe.domain.access import check_idempotency_key
 from imgpipe.domain.filenames import clean_filename
@@ -105,8 +106,7 @@ def _ingest(
             replicated_at=now if replicated else None,
             moderation=moderation.new_row(deps, now),
         )
-        session.add(row)
-        session.flush()
+        repo.add_image(session, row)
         view = image_view(row)
     # After the commit, and never fatal to the upload: the original is durable and the
     # job is due in the database, which is the source of truth. If the broker does not

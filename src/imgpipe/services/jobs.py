@@ -25,13 +25,12 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
-from sqlalchemy.orm import Session
-
+from imgpipe.db import dead_letters as dead_letters_db
+from imgpipe.db import jobs as jobs_db
 from imgpipe.db import repo
-from imgpipe.db.schema import DeadLetterRow, ImageRow, JobAttemptRow, VariantRow, utcnow
+from imgpipe.db.schema import ImageRow, VariantRow, utcnow
+from imgpipe.db.session import Session
 from imgpipe.domain.errors import ImgpipeError, UnexpectedFailure, WorkerLost
 from imgpipe.domain.profiles import VariantSpec
 from imgpipe.domain.states import ImageStatus, VariantStatus
@@ -94,11 +93,7 @@ def hand_out(deps: ServiceDeps, image_id: str, recover: bool = False) -> bool:
 def _forget_enqueue(deps: ServiceDeps, image_id: str) -> None:
     try:
         with deps.sessions.begin() as session:
-            session.execute(
-                update(ImageRow)
-                .where(ImageRow.id == image_id)
-                .values(enqueued_at=None, updated_at=ImageRow.updated_at)
-            )
+            jobs_db.forget_enqueued(session, image_id)
     except Exception:  # the database is down too: the reconciler notices the job later
         log.warning("could not mark the job for the reconciler", exc_info=True)
 
@@ -111,7 +106,7 @@ def claim(deps: ServiceDeps, image_id: str) -> tuple[Claim | None, str | None]:
     """
     now = utcnow()
     with deps.sessions.begin() as session:
-        image = locked_image(session, image_id)
+        image = jobs_db.locked_image(session, image_id)
         if image is None or image.due_at is None or image.due_at > now:
             return None, None  # deleted, finished, held by a live lease, or not yet due
         if image.deleted_at is not None:  # hidden by DELETE: no more work, until a restore
@@ -136,7 +131,8 @@ def claim(deps: ServiceDeps, image_id: str) -> tuple[Claim | None, str | None]:
         token = secrets.token_hex(16)
         image.lease_owner = token
         image.due_at = now + timedelta(seconds=deps.jobs.lease_s)
-        attempt = JobAttemptRow(
+        attempt = jobs_db.add_attempt(
+            session,
             image_id=image.id,
             attempt=max(v.attempts for v in claimed),
             lease_owner=token,
@@ -144,7 +140,6 @@ def claim(deps: ServiceDeps, image_id: str) -> tuple[Claim | None, str | None]:
             variants=sorted(specs),
             claimed_at=now,
         )
-        session.add(attempt)
         repo.refresh_status(image, now)
         session.flush()
         return Claim(image.id, image.sha256, token, attempt.id, specs), None
@@ -158,7 +153,7 @@ def expire_lease(deps: ServiceDeps, session: Session, image: ImageRow, now: date
     lost = WorkerLost(
         "The worker stopped (killed, crashed or out of memory) before it recorded an outcome."
     )
-    for attempt in _open_attempts(session, image.id):
+    for attempt in jobs_db.open_attempts(session, image.id):
         attempt.finished_at = now
         attempt.outcome = "lost"
         attempt.error_code, attempt.error = lost.code, lost.detail
@@ -191,7 +186,7 @@ def settle(
     now = utcnow()
     policy = deps.jobs.retry
     with deps.sessions.begin() as session:
-        image = locked_image(session, claim.image_id)
+        image = jobs_db.locked_image(session, claim.image_id)
         if image is None:
             return Settled(None, None)  # deleted while it was being made
         if image.lease_owner != claim.lease_owner:
@@ -228,7 +223,7 @@ def settle(
         image.lease_owner = None
         image.due_at = now + timedelta(seconds=min(delays)) if delays else None
         status = repo.refresh_status(image, now)
-        attempt = session.get(JobAttemptRow, claim.attempt_id)
+        attempt = jobs_db.get_attempt(session, claim.attempt_id)
         if attempt is not None:
             attempt.finished_at = now
             attempt.outcome = "retry" if delays else status.value
@@ -242,15 +237,7 @@ def renew(deps: ServiceDeps, claim: Claim) -> bool:
     """Push the lease one period ahead; False if it is no longer this claim's."""
     due = utcnow() + timedelta(seconds=deps.jobs.lease_s)
     with deps.sessions.begin() as session:
-        result = cast(
-            "CursorResult[Any]",
-            session.execute(
-                update(ImageRow)
-                .where(ImageRow.id == claim.image_id, ImageRow.lease_owner == claim.lease_owner)
-                .values(due_at=due, updated_at=ImageRow.updated_at)
-            ),
-        )
-        return result.rowcount == 1
+        return jobs_db.renew_lease(session, claim.image_id, claim.lease_owner, due)
 
 
 @dataclass
@@ -306,20 +293,6 @@ def reset_for_retry(
     repo.refresh_status(image, now)
 
 
-def locked_image(session: Session, image_id: str) -> ImageRow | None:
-    """The image row, locked for this transaction: every change to a job goes through it."""
-    # FOR UPDATE on PostgreSQL serialises claims of one image; SQLite's write
-    # transactions (BEGIN IMMEDIATE) are serialised already.
-    return session.get(ImageRow, image_id, with_for_update=True, populate_existing=True)
-
-
-def _open_attempts(session: Session, image_id: str) -> list[JobAttemptRow]:
-    query = select(JobAttemptRow).where(
-        JobAttemptRow.image_id == image_id, JobAttemptRow.finished_at.is_(None)
-    )
-    return list(session.scalars(query))
-
-
 def _fail(variant: VariantRow, code: str, detail: str) -> None:
     variant.status = VariantStatus.FAILED.value
     variant.error_code, variant.error = code, detail
@@ -337,17 +310,15 @@ def _dead_letter(
     error: ImgpipeError,
     now: datetime,
 ) -> None:
-    session.add(
-        DeadLetterRow(
-            id="dlq_" + secrets.token_hex(10),
-            image_id=image.id,
-            owner=image.owner,
-            variants=sorted(v.name for v in variants),
-            attempts=max(v.attempts for v in variants),
-            error_code=error.code,
-            error=error.detail,
-            created_at=now,
-        )
+    dead_letters_db.add(
+        session,
+        "dlq_" + secrets.token_hex(10),
+        image,
+        variants=sorted(v.name for v in variants),
+        attempts=max(v.attempts for v in variants),
+        error_code=error.code,
+        error=error.detail,
+        created_at=now,
     )
     log.error(
         "dead-lettered",

@@ -11,11 +11,9 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
-
+from imgpipe.db import keys as keys_db
 from imgpipe.db.schema import ApiKeyRow, utcnow
+from imgpipe.db.session import SessionFactory
 from imgpipe.domain.access import (
     SINGLE_USER_OWNER,
     Principal,
@@ -26,8 +24,6 @@ from imgpipe.domain.access import (
     shown_prefix,
 )
 from imgpipe.domain.errors import NotFound, Unauthorized
-
-Sessions = sessionmaker[Session]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +44,15 @@ def _info(row: ApiKeyRow) -> KeyInfo:
 
 
 def create_key(
-    sessions: Sessions, owner: str, admin: bool = False, callback_url: str | None = None
+    sessions: SessionFactory, owner: str, admin: bool = False, callback_url: str | None = None
 ) -> tuple[str, KeyInfo]:
     """A new key for ``owner``: the key itself (shown once, never stored) and its record."""
     check_owner(owner)
     key = new_api_key()
     with sessions.begin() as session:
-        row = ApiKeyRow(
-            id=new_key_id(),
+        row = keys_db.add_key(
+            session,
+            key_id=new_key_id(),
             owner=owner,
             key_hash=hash_key(key),
             prefix=shown_prefix(key),
@@ -63,24 +60,18 @@ def create_key(
             callback_url=callback_url,
             created_at=utcnow(),
         )
-        session.add(row)
-        session.flush()
         return key, _info(row)
 
 
-def list_keys(sessions: Sessions) -> list[KeyInfo]:
+def list_keys(sessions: SessionFactory) -> list[KeyInfo]:
     with sessions() as session:
-        rows = session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.created_at, ApiKeyRow.id))
-        return [_info(row) for row in rows]
+        return [_info(row) for row in keys_db.all_keys(session)]
 
 
-def revoke_key(sessions: Sessions, key_id: str) -> KeyInfo:
+def revoke_key(sessions: SessionFactory, key_id: str) -> KeyInfo:
     """Revoke by id (or by the shown prefix); repeating it is harmless."""
     with sessions.begin() as session:
-        row = (
-            session.get(ApiKeyRow, key_id)
-            or session.scalars(select(ApiKeyRow).where(ApiKeyRow.prefix == key_id)).first()
-        )
+        row = keys_db.key_by_id_or_prefix(session, key_id)
         if row is None:
             raise NotFound(f"No API key {key_id}.")
         if row.revoked_at is None:
@@ -88,15 +79,17 @@ def revoke_key(sessions: Sessions, key_id: str) -> KeyInfo:
         return _info(row)
 
 
-def any_key_exists(sessions: Sessions) -> bool:
+def any_key_exists(sessions: SessionFactory) -> bool | None:
+    """Whether any key exists (revoked ones too); None when the database cannot tell (no
+    table yet). A database that cannot be reached raises DatabaseUnavailable."""
     with sessions() as session:
-        return session.scalar(select(ApiKeyRow.id).limit(1)) is not None
+        return keys_db.any_key(session)
 
 
 class Authenticator:
     """Turns a bearer token into a Principal, or refuses with 401."""
 
-    def __init__(self, sessions: Sessions, required: bool) -> None:
+    def __init__(self, sessions: SessionFactory, required: bool) -> None:
         self._sessions = sessions
         self._required = required
         self._keys_seen = False  # once keys exist they never go away: cache the answer
@@ -105,9 +98,8 @@ class Authenticator:
     def keys_exist(self) -> bool:
         if self._required or self._keys_seen:
             return True
-        try:
-            seen = any_key_exists(self._sessions)
-        except SQLAlchemyError:
+        seen = any_key_exists(self._sessions)
+        if seen is None:
             return True  # cannot tell: fail closed
         if seen:
             with self._lock:
@@ -123,9 +115,7 @@ class Authenticator:
                 "(make one with `imgpipe keys create --owner NAME`)."
             )
         with self._sessions() as session:
-            row = session.scalars(
-                select(ApiKeyRow).where(ApiKeyRow.key_hash == hash_key(token))
-            ).first()
+            row = keys_db.key_by_hash(session, hash_key(token))
             if row is None:
                 raise Unauthorized("The API key is not valid.")
             if row.revoked_at is not None:

@@ -21,17 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
-
+from imgpipe.db import dead_letters as dead_letters_db
+from imgpipe.db import moderation as moderation_db
 from imgpipe.db import repo
-from imgpipe.db.schema import (
-    DeadLetterRow,
-    ImageRow,
-    ModerationDecisionRow,
-    ModerationRow,
-    utcnow,
-)
+from imgpipe.db.schema import ImageRow, ModerationRow, utcnow
+from imgpipe.db.session import Session
 from imgpipe.domain.errors import ImgpipeError, NotFound, UnexpectedFailure, WorkerLost
 from imgpipe.domain.moderation import (
     HELD,
@@ -113,21 +107,17 @@ def moderate_image(deps: ServiceDeps, message: ModerateImage) -> None:
         _settle(deps, claim, outcome)
 
 
-def _locked(session: Session, image_id: str) -> ModerationRow | None:
-    return session.get(ModerationRow, image_id, with_for_update=True, populate_existing=True)
-
-
 def _claim(deps: ServiceDeps, image_id: str) -> Claim | None:
     now = utcnow()
     with deps.sessions.begin() as session:
-        row = _locked(session, image_id)
+        row = moderation_db.locked(session, image_id)
         if row is None or row.due_at is None or row.due_at > now:
             return None  # off, settled, held by a live lease, or waiting for its retry
         if row.lease_owner is not None:
             _expire(deps, session, row, now)
             if row.due_at is None:
                 return None
-        image = session.get(ImageRow, image_id)
+        image = repo.get_image_any_owner(session, image_id)
         if image is None:
             return None
         row.attempts += 1
@@ -164,7 +154,7 @@ def _settle(deps: ServiceDeps, claim: Claim, outcome: list[Label] | ImgpipeError
     now = utcnow()
     event_id = None
     with deps.sessions.begin() as session:
-        row = _locked(session, claim.image_id)
+        row = moderation_db.locked(session, claim.image_id)
         if row is None or row.lease_owner != claim.lease_owner:
             log.info("moderation outcome discarded: decided or re-claimed meanwhile")
             return
@@ -216,27 +206,25 @@ def _expire(deps: ServiceDeps, session: Session, row: ModerationRow, now: dateti
 
 
 def _dead_letter(session: Session, row: ModerationRow, error: ImgpipeError, now: datetime) -> None:
-    image = session.get(ImageRow, row.image_id)
+    image = repo.get_image_any_owner(session, row.image_id)
     if image is None:
         return
-    session.add(
-        DeadLetterRow(
-            id="dlq_" + secrets.token_hex(10),
-            image_id=row.image_id,
-            owner=image.owner,
-            variants=[DEAD_LETTER_NAME],
-            attempts=row.attempts,
-            error_code=error.code,
-            error=error.detail,
-            created_at=now,
-        )
+    dead_letters_db.add(
+        session,
+        "dlq_" + secrets.token_hex(10),
+        image,
+        variants=[DEAD_LETTER_NAME],
+        attempts=row.attempts,
+        error_code=error.code,
+        error=error.detail,
+        created_at=now,
     )
     log.error("moderation dead-lettered", extra={"image_id": row.image_id, "code": error.code})
 
 
 def reset_for_retry(session: Session, image_id: str, now: datetime) -> bool:
     """Fresh attempts for a dead-lettered moderation (``imgpipe dlq retry``)."""
-    row = _locked(session, image_id)
+    row = moderation_db.locked(session, image_id)
     if row is None or row.status != ModerationStatus.ERROR.value:
         return False
     row.attempts = 0
@@ -265,22 +253,21 @@ def _decide(
     if labels is not None:
         row.labels = labels
     row.updated_at = now
-    session.add(
-        ModerationDecisionRow(
-            image_id=row.image_id,
-            status=status.value,
-            previous_status=previous,
-            decided_by=decided_by,
-            reason=reason,
-            labels=list(row.labels or []),
-            created_at=now,
-        )
+    moderation_db.add_decision(
+        session,
+        image_id=row.image_id,
+        status=status.value,
+        previous_status=previous,
+        decided_by=decided_by,
+        reason=reason,
+        labels=list(row.labels or []),
+        created_at=now,
     )
     log.info("moderation verdict", extra={"status": status.value, "decided_by": decided_by})
     if status not in HELD or previous == status.value:
         return None
     session.flush()
-    image = session.get(ImageRow, row.image_id)
+    image = repo.get_image_any_owner(session, row.image_id)
     if image is None:
         return None
     return webhooks.record_event(deps, session, image, EventType.IMAGE_FLAGGED)
@@ -299,25 +286,11 @@ def reconcile(deps: ServiceDeps, now: datetime | None = None) -> int:
     now = now or utcnow()
     stale = now - timedelta(seconds=deps.jobs.requeue_after_s)
     with deps.sessions() as session:
-        ids = list(
-            session.scalars(
-                select(ModerationRow.image_id)
-                .where(
-                    ModerationRow.due_at <= now,
-                    or_(
-                        ModerationRow.enqueued_at.is_(None),
-                        ModerationRow.enqueued_at < ModerationRow.due_at,
-                        ModerationRow.enqueued_at <= stale,
-                    ),
-                )
-                .order_by(ModerationRow.due_at)
-                .limit(BATCH)
-            )
-        )
+        ids = moderation_db.due_unsent(session, now, stale, BATCH)
     sent = 0
     for image_id in ids:
         with deps.sessions.begin() as session:
-            row = _locked(session, image_id)
+            row = moderation_db.locked(session, image_id)
             if row is None or row.due_at is None or row.due_at > now:
                 continue
             row.enqueued_at = now
@@ -335,12 +308,9 @@ def recover_after_restart(deps: ServiceDeps) -> int:
         return 0
     now = utcnow()
     with deps.sessions.begin() as session:
-        rows = session.scalars(
-            select(ModerationRow).where(ModerationRow.lease_owner.is_not(None))
-        ).all()
-        for row in rows:
+        for row in moderation_db.leased(session):
             _expire(deps, session, row, now)
-        for row in session.scalars(select(ModerationRow).where(ModerationRow.due_at.is_not(None))):
+        for row in moderation_db.scheduled(session):
             row.enqueued_at = None
     return reconcile(deps, now)
 
@@ -376,15 +346,8 @@ def review_queue(
 ) -> ReviewPage:
     """Images with this moderation status, every owner's, oldest decision first (the
     queue's order); ``cursor`` is a previous page's ``next_cursor``."""
-    query = (
-        select(ImageRow)
-        .join(ModerationRow, ModerationRow.image_id == ImageRow.id)
-        .where(ModerationRow.status == status.value)
-    )
-    if cursor:
-        query = query.where(ImageRow.id > cursor)
     with deps.read_sessions() as session:
-        rows = list(session.scalars(query.order_by(ImageRow.id).limit(limit + 1)))
+        rows = moderation_db.images_with_status(session, status.value, cursor, limit + 1)
         items = [ReviewItem(r.owner, image_view(r), _thumbnail(r)) for r in rows[:limit]]
     next_cursor = items[-1].image.id if len(rows) > limit else None
     return ReviewPage(items, next_cursor)
@@ -408,10 +371,10 @@ def decide(
     """An admin's approve or reject, for any owner's image; recorded with who and why."""
     now = utcnow()
     with deps.sessions.begin() as session:
-        image = session.get(ImageRow, image_id)
+        image = repo.get_image_any_owner(session, image_id)
         if image is None:
             raise NotFound(f"No image {image_id}.")
-        row = _locked(session, image_id)
+        row = moderation_db.locked(session, image_id)
         if row is None:  # uploaded while moderation was off: decided all the same
             row = ModerationRow(
                 status=ModerationStatus.OFF.value,
@@ -436,14 +399,10 @@ def decide(
 def history(deps: ServiceDeps, image_id: str) -> tuple[dict[str, Any], list[DecisionView]]:
     """The image's moderation as the resource shows it, and every decision, oldest first."""
     with deps.read_sessions() as session:
-        image = session.get(ImageRow, image_id)
+        image = repo.get_image_any_owner(session, image_id)
         if image is None:
             raise NotFound(f"No image {image_id}.")
-        decisions = session.scalars(
-            select(ModerationDecisionRow)
-            .where(ModerationDecisionRow.image_id == image_id)
-            .order_by(ModerationDecisionRow.id)
-        ).all()
+        decisions = moderation_db.decisions(session, image_id)
         return moderation_view(image.moderation), [
             DecisionView(
                 d.status, d.previous_status, d.decided_by, d.reason, list(d.labels), d.created_at
@@ -470,9 +429,7 @@ def open_variant_as_admin(deps: ServiceDeps, image_id: str, name: str) -> Any:
 def status_of(deps: ServiceDeps, image_id: str) -> str | None:
     """The image's moderation status; None when it has no row (moderation was off)."""
     with deps.read_sessions() as session:
-        return session.scalar(
-            select(ModerationRow.status).where(ModerationRow.image_id == image_id)
-        )
+        return moderation_db.status_of(session, image_id)
 
 
 def check_keyless_delivery(deps: ServiceDeps, image_id: str) -> None:

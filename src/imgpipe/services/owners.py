@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session, sessionmaker
-
+from imgpipe.db import keys as keys_db
 from imgpipe.db import repo
+from imgpipe.db.session import SessionFactory
 from imgpipe.domain.access import SINGLE_USER_OWNER, check_owner
-
-Sessions = sessionmaker[Session]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,15 +23,15 @@ class SingleUserImages:
     reachable: bool
 
 
-def single_user_images(sessions: Sessions) -> SingleUserImages:
+def single_user_images(sessions: SessionFactory) -> SingleUserImages:
     with sessions() as session:
         return SingleUserImages(
             repo.count_images(session, SINGLE_USER_OWNER),
-            repo.has_active_key(session, SINGLE_USER_OWNER),
+            keys_db.has_active_key(session, SINGLE_USER_OWNER),
         )
 
 
-def reassign(sessions: Sessions, from_owner: str, to_owner: str) -> int:
+def reassign(sessions: SessionFactory, from_owner: str, to_owner: str) -> int:
     """Move every image of ``from_owner`` to ``to_owner`` in one transaction; the number
     moved. Repeating it moves nothing more."""
     check_owner(from_owner)

@@ -25,12 +25,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, or_, select, update
-
+from imgpipe.db import jobs as jobs_db
 from imgpipe.db import repo
-from imgpipe.db.schema import ImageRow, utcnow
+from imgpipe.db.schema import utcnow
 from imgpipe.services import jobs, webhooks
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.telemetry import metrics
@@ -82,14 +80,7 @@ def recover_after_restart(deps: ServiceDeps) -> int:
 
 def _expired_leases(deps: ServiceDeps, now: datetime) -> int:
     with deps.sessions() as session:
-        image_ids = list(
-            session.scalars(
-                select(ImageRow.id)
-                .where(ImageRow.lease_owner.is_not(None), ImageRow.due_at <= now)
-                .order_by(ImageRow.due_at)
-                .limit(BATCH)
-            )
-        )
+        image_ids = jobs_db.expired_leases(session, now, BATCH)
     return sum(_expire_and_hand_out(deps, image_id, now) for image_id in image_ids)
 
 
@@ -97,7 +88,7 @@ def _expire_and_hand_out(
     deps: ServiceDeps, image_id: str, now: datetime, force: bool = False
 ) -> bool:
     with deps.sessions.begin() as session:
-        image = jobs.locked_image(session, image_id)
+        image = jobs_db.locked_image(session, image_id)
         if image is None:
             return False
         expired = image.lease_owner is not None and (
@@ -124,19 +115,14 @@ def _expire_and_hand_out(
 def _due_jobs(deps: ServiceDeps, now: datetime) -> int:
     """Jobs that fell due after their last message: a retry whose backoff ended, or one
     whose enqueue failed."""
-    not_sent_since_due = or_(ImageRow.enqueued_at.is_(None), ImageRow.enqueued_at < ImageRow.due_at)
     with deps.sessions() as session:
-        rows = session.execute(
-            select(ImageRow.id, ImageRow.enqueued_at)
-            .where(ImageRow.lease_owner.is_(None), ImageRow.due_at <= now, not_sent_since_due)
-            .order_by(ImageRow.due_at)
-            .limit(BATCH)
-        ).all()
+        rows = jobs_db.due_unsent(session, now, BATCH)
     handed = 0
     for image_id, enqueued_at in rows:
-        condition = and_(ImageRow.lease_owner.is_(None), not_sent_since_due)
-        if not _mark_enqueued(deps, image_id, condition, now):
-            continue
+        with deps.sessions.begin() as session:
+            marked = jobs_db.mark_enqueued_if_unsent(session, image_id, now)
+        if not marked:
+            continue  # another reconciler handed it out first
         if not jobs.hand_out(deps, image_id, recover=True):
             break  # the broker is down: the rest wait for the next round
         reason = "not_enqueued" if enqueued_at is None else "retry_due"
@@ -148,17 +134,7 @@ def _due_jobs(deps: ServiceDeps, now: datetime) -> int:
 def _lost_messages(deps: ServiceDeps, now: datetime) -> int:
     cutoff = now - timedelta(seconds=deps.jobs.requeue_after_s)
     with deps.sessions() as session:
-        rows = session.execute(
-            select(ImageRow.id, ImageRow.enqueued_at)
-            .where(
-                ImageRow.lease_owner.is_(None),
-                ImageRow.due_at <= now,
-                ImageRow.enqueued_at >= ImageRow.due_at,
-                ImageRow.enqueued_at <= cutoff,
-            )
-            .order_by(ImageRow.enqueued_at)
-            .limit(BATCH)
-        ).all()
+        rows = jobs_db.sent_and_waiting(session, now, cutoff, BATCH)
     if not rows:
         return 0
     # None: the broker is unreachable (an enqueue would fail too) or is the in-process
@@ -169,8 +145,10 @@ def _lost_messages(deps: ServiceDeps, now: datetime) -> int:
     missing = len(rows) - depth
     handed = 0
     for image_id, enqueued_at in rows[: max(missing, 0)]:
-        if not _mark_enqueued(deps, image_id, ImageRow.enqueued_at == enqueued_at, now):
-            continue
+        with deps.sessions.begin() as session:
+            marked = jobs_db.mark_enqueued_if_sent_at(session, image_id, enqueued_at, now)
+        if not marked:
+            continue  # another reconciler handed it out first
         if not jobs.hand_out(deps, image_id, recover=True):
             break
         metrics.HANDED_OUT.labels("lost_by_broker").inc()
@@ -181,16 +159,3 @@ def _lost_messages(deps: ServiceDeps, now: datetime) -> int:
             extra={"jobs": handed, "queue_depth": depth},
         )
     return handed
-
-
-def _mark_enqueued(deps: ServiceDeps, image_id: str, condition: Any, now: datetime) -> bool:
-    with deps.sessions.begin() as session:
-        result = cast(
-            "CursorResult[Any]",
-            session.execute(
-                update(ImageRow)
-                .where(ImageRow.id == image_id, condition)
-                .values(enqueued_at=now, updated_at=ImageRow.updated_at)
-            ),
-        )
-        return result.rowcount == 1

@@ -15,19 +15,14 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import CursorResult, select, update
-from sqlalchemy.orm import Session
 
 from imgpipe.db import repo
-from imgpipe.db.schema import (
-    ImageRow,
-    WebhookDeliveryRow,
-    WebhookEventRow,
-    utcnow,
-)
+from imgpipe.db import webhooks as webhooks_db
+from imgpipe.db.schema import ImageRow, utcnow
+from imgpipe.db.session import Session
 from imgpipe.domain.errors import NotFound
 from imgpipe.domain.ids import new_image_id
 from imgpipe.domain.webhooks import EventStatus, EventType, event_for_status, next_delay_s
@@ -83,20 +78,17 @@ def record_event(
         "timestamp": now.isoformat().replace("+00:00", "Z"),
         "data": image_resource(image_view(image, delivery.public_urls(deps))),
     }
-    session.add(
-        WebhookEventRow(
-            id=event_id,
-            owner=image.owner,
-            image_id=image.id,
-            type=event_type.value,
-            url=image.callback_url,
-            payload=json.dumps(body, separators=(",", ":")),
-            status=EventStatus.PENDING.value,
-            attempts=0,
-            # Handed to the queue after the commit; the sweep takes over if that is lost.
-            due_at=now + timedelta(seconds=deps.webhooks.lease_s),
-            created_at=now,
-        )
+    webhooks_db.add_event(
+        session,
+        event_id,
+        owner=image.owner,
+        image_id=image.id,
+        event_type=event_type.value,
+        url=image.callback_url,
+        payload=json.dumps(body, separators=(",", ":")),
+        # Handed to the queue after the commit; the sweep takes over if that is lost.
+        due_at=now + timedelta(seconds=deps.webhooks.lease_s),
+        created_at=now,
     )
     return event_id
 
@@ -122,24 +114,10 @@ def deliver(deps: ServiceDeps, message: DeliverWebhook) -> bool:
     settings = deps.webhooks
     now = utcnow()
     with deps.sessions.begin() as session:
-        claimed = cast(
-            "CursorResult[Any]",
-            session.execute(
-                update(WebhookEventRow)
-                .where(
-                    WebhookEventRow.id == message.event_id,
-                    WebhookEventRow.status == EventStatus.PENDING.value,
-                    WebhookEventRow.attempts == message.attempt - 1,
-                )
-                .values(
-                    attempts=message.attempt,
-                    due_at=now + timedelta(seconds=settings.lease_s),
-                )
-            ),
-        )
-        if claimed.rowcount != 1:
+        lease_until = now + timedelta(seconds=settings.lease_s)
+        if not webhooks_db.claim_attempt(session, message.event_id, message.attempt, lease_until):
             return False
-        event = session.get(WebhookEventRow, message.event_id)
+        event = webhooks_db.get_event(session, message.event_id)
         assert event is not None
         url, payload, created_at = event.url, event.payload.encode(), event.created_at
         image_id = event.image_id
@@ -150,20 +128,19 @@ def deliver(deps: ServiceDeps, message: DeliverWebhook) -> bool:
     attempt = send(url, payload, headers, settings.allow, settings.timeout_s, settings.resolve)
     finished = utcnow()
     with deps.sessions.begin() as session:
-        session.add(
-            WebhookDeliveryRow(
-                event_id=message.event_id,
-                image_id=image_id,
-                url=url,
-                attempt=message.attempt,
-                status_code=attempt.status_code,
-                error=attempt.error,
-                duration_ms=attempt.duration_ms,
-                started_at=started,
-                finished_at=finished,
-            )
+        webhooks_db.add_delivery(
+            session,
+            event_id=message.event_id,
+            image_id=image_id,
+            url=url,
+            attempt=message.attempt,
+            status_code=attempt.status_code,
+            error=attempt.error,
+            duration_ms=attempt.duration_ms,
+            started_at=started,
+            finished_at=finished,
         )
-        event = session.get(WebhookEventRow, message.event_id)
+        event = webhooks_db.get_event(session, message.event_id)
         if event is None:
             return True
         if attempt.ok:
@@ -195,32 +172,12 @@ def sweep(deps: ServiceDeps, now: datetime | None = None) -> int:
     now = now or utcnow()
     lease = timedelta(seconds=deps.webhooks.lease_s)
     with deps.sessions() as session:
-        due = session.execute(
-            select(WebhookEventRow.id, WebhookEventRow.attempts)
-            .where(
-                WebhookEventRow.status == EventStatus.PENDING.value,
-                WebhookEventRow.due_at <= now,
-            )
-            .order_by(WebhookEventRow.due_at)
-            .limit(SWEEP_BATCH)
-        ).all()
+        due = webhooks_db.due_events(session, now, SWEEP_BATCH)
     handed = 0
     for event_id, attempts in due:
         with deps.sessions.begin() as session:
-            claimed = cast(
-                "CursorResult[Any]",
-                session.execute(
-                    update(WebhookEventRow)
-                    .where(
-                        WebhookEventRow.id == event_id,
-                        WebhookEventRow.status == EventStatus.PENDING.value,
-                        WebhookEventRow.attempts == attempts,
-                        WebhookEventRow.due_at <= now,
-                    )
-                    .values(due_at=now + lease)
-                ),
-            )
-        if claimed.rowcount == 1:
+            claimed = webhooks_db.hold_due_event(session, event_id, attempts, now, now + lease)
+        if claimed:
             _hand_out(deps, DeliverWebhook(event_id, attempts + 1))
             handed += 1
     return handed
@@ -252,18 +209,10 @@ class EventView:
 def list_for_image(deps: ServiceDeps, image_id: str, owner: str) -> list[EventView]:
     """The image's events, oldest first, each with every attempt made."""
     with deps.sessions() as session:
-        events = session.scalars(
-            select(WebhookEventRow)
-            .where(WebhookEventRow.image_id == image_id, WebhookEventRow.owner == owner)
-            .order_by(WebhookEventRow.created_at, WebhookEventRow.id)
-        ).all()
+        events = webhooks_db.events_for_image(session, image_id, owner)
         if not events and repo.get_image(session, image_id, owner) is None:
             raise NotFound(f"No image {image_id}.")
-        attempts = session.scalars(
-            select(WebhookDeliveryRow)
-            .where(WebhookDeliveryRow.event_id.in_([e.id for e in events]))
-            .order_by(WebhookDeliveryRow.id)
-        ).all()
+        attempts = webhooks_db.deliveries_of(session, [e.id for e in events])
     by_event: dict[str, list[DeliveryView]] = {}
     for row in attempts:
         by_event.setdefault(row.event_id, []).append(
