@@ -56,6 +56,7 @@ from imgpipe.services.deps import (
 )
 from imgpipe.services.process import process_image
 from imgpipe.services.reconcile import reconcile
+from imgpipe.services.render_runtime import RenderRuntime
 from imgpipe.storage.base import ObjectStore
 from imgpipe.storage.factory import store_from_url
 from imgpipe.storage.local import LocalStore
@@ -278,6 +279,7 @@ def build(settings: Settings) -> Container:
             max_in_flight=settings.render_concurrency,
             intermediate=settings.render_intermediate,
         ),
+        render_runtime=RenderRuntime(lookup_ttl_s=settings.render_lookup_ttl_s),
         access=_access(settings),
         webhooks=_webhooks(settings, queue),
         jobs=JobSettings(

@@ -18,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from imgpipe.api import ratelimit
 from imgpipe.api.deps import current_owner, current_principal, service_deps
+from imgpipe.api.http_headers import accepted_types, entity_tags
 from imgpipe.domain.render_options import split_render_path
 from imgpipe.domain.signing import RENDER_PATH_PREFIX
 from imgpipe.services import render
@@ -133,8 +134,8 @@ async def render_image(name: str, request: Request) -> Response:
         path=path,
         pairs=parse_qsl(query, keep_blank_values=True),
         path_format=path_format,
-        accept=request.headers.get("accept", ""),
-        if_none_match=request.headers.get("if-none-match"),
+        accepted=accepted_types(request.headers.get("accept", "")),
+        if_none_match=entity_tags(request.headers.get("if-none-match")),
     )
     found = await LOOKUPS.run(request, render_request)
     if isinstance(found, render.RenderTarget):  # a miss: render on the shared pool
