@@ -261,10 +261,11 @@ def build(settings: Settings) -> Container:
     moderator = _moderator(settings)
     celery = make_celery(queue_config)
     queue = CeleryQueue(celery)
+    store = store_from_url(settings.storage_url, settings.s3_endpoint_url)
     deps = ServiceDeps(
         sessions=make_sessionmaker(db_engine),
         read_sessions=make_read_sessionmaker(db_engine),
-        store=store_from_url(settings.storage_url, settings.s3_endpoint_url),
+        store=store,
         queue=queue,
         profiles=profiles,
         limits=settings.limits,
@@ -279,7 +280,9 @@ def build(settings: Settings) -> Container:
             max_in_flight=settings.render_concurrency,
             intermediate=settings.render_intermediate,
         ),
-        render_runtime=RenderRuntime(lookup_ttl_s=settings.render_lookup_ttl_s),
+        render_runtime=RenderRuntime(
+            lookup_ttl_s=settings.render_lookup_ttl_s, local_reads=isinstance(store, LocalStore)
+        ),
         access=_access(settings),
         webhooks=_webhooks(settings, queue),
         jobs=JobSettings(

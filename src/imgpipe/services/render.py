@@ -33,7 +33,7 @@ from imgpipe.domain.errors import ImgpipeError, NotFound
 from imgpipe.domain.media import ImageFormat, ProbeResult
 from imgpipe.domain.moderation import check_keyless
 from imgpipe.domain.render_options import BadOption, RenderOptions, parse_options
-from imgpipe.domain.signing import authorise_render
+from imgpipe.domain.signing import authorise_render, check_expiry, render_expiry
 from imgpipe.domain.states import ImageStatus
 from imgpipe.engine import jxl, render_source
 from imgpipe.engine.deadline import Deadline
@@ -97,11 +97,29 @@ def lookup(
 ) -> RenderResponse | RenderTarget:
     """A 304, a cache hit, or (a miss) the authorised render to make.
 
-    Never decodes: the signature, the options, one indexed query for the image's row and
-    one storage read. The API runs it on a few threads and ``make`` apart (api/routes_render).
+    Never decodes: the signature, the options, the image's row (from the lookup cache, or
+    one indexed query) and one storage read. The API runs it on a few threads and ``make``
+    apart (api/routes_render).
     """
-    target = authorise(deps, owner, request)
-    if isinstance(target, RenderResponse):
+    found = _lookup(deps, owner, request, read_database=True)
+    assert found is not None
+    return found
+
+
+def lookup_without_database(
+    deps: ServiceDeps, owner: str | None, request: RenderRequest
+) -> RenderResponse | RenderTarget | None:
+    """``lookup``, or None where it would have to read the image's row from the database
+    (not in this process's lookup cache): the caller then runs ``lookup`` where waiting on
+    the database is fine. For callers that must not block long (the API's event loop)."""
+    return _lookup(deps, owner, request, read_database=False)
+
+
+def _lookup(
+    deps: ServiceDeps, owner: str | None, request: RenderRequest, *, read_database: bool
+) -> RenderResponse | RenderTarget | None:
+    target = authorise(deps, owner, request, read_database=read_database)
+    if target is None or isinstance(target, RenderResponse):
         return target
     data = _cached(deps, target.key)
     if data is None:
@@ -113,18 +131,26 @@ def lookup(
 
 
 def authorise(
-    deps: ServiceDeps, owner: str | None, request: RenderRequest
-) -> RenderTarget | RenderResponse:
-    """Signature, options, format and the image's row: the render's cache key, or 304."""
+    deps: ServiceDeps, owner: str | None, request: RenderRequest, *, read_database: bool = True
+) -> RenderTarget | RenderResponse | None:
+    """Signature, options, format and the image's row: the render's cache key, or 304.
+    None only with ``read_database`` False, where the row is not cached."""
     options = _authorised_options(deps, request, owner)
     watermark_path, watermark_digest = _watermark(deps, options)
     negotiated = _negotiate(options, request.accepted)
-    sha256 = _renderable_sha(deps, request.image_id, owner)
+    sha256 = _renderable_sha(deps, request.image_id, owner, read_database)
+    if sha256 is None:
+        return None
 
     ext = LEGACY if negotiated == LEGACY else ImageFormat(negotiated).extension
     # Whether renders may read the render source changes their bytes, so it is in the key.
     source_tag = f"source-v{render_source.SOURCE_VERSION}" if deps.render.intermediate else ""
-    digest = options.cache_digest(negotiated, watermark_digest + source_tag)
+    digests = deps.render_runtime.digests
+    digest_key = (options, negotiated, watermark_digest + source_tag)
+    digest = digests.get(digest_key)
+    if digest is None:
+        digest = options.cache_digest(negotiated, watermark_digest + source_tag)
+        digests.put(digest_key, digest)
     etag = f'"{sha256[:16]}-{digest}"'
     vary = options.format is None
     if etag in request.if_none_match:
@@ -162,8 +188,22 @@ def _authorised_options(
     if config.allow_unsigned and owner is not None:
         pairs = [(k, v) for k, v in request.pairs if k != "sig"]
         return parse_options(pairs, request.path_format)
+    # A query whose exact bytes were verified before in this process skips parsing them
+    # again (HMAC is a pure function of key, message and signature, so the answer is the
+    # same); its expiry is checked on every request. Any other bytes, a forged or altered
+    # signature included, go through the whole check.
+    memo = deps.render_runtime.signed
+    memo_key = (request.path, tuple(request.pairs))
+    now = time.time()
+    known = memo.get(memo_key)
+    if known is not None:
+        options, expires_at = known
+        check_expiry(expires_at, now)
+        return options
     accepted = (deps.signing_key, *config.previous_keys)
-    return authorise_render(accepted, request.path, request.pairs, request.path_format, time.time())
+    options = authorise_render(accepted, request.path, request.pairs, request.path_format, now)
+    memo.put(memo_key, (options, render_expiry(request.pairs)))
+    return options
 
 
 def _negotiate(options: RenderOptions, accepted: frozenset[str]) -> str:
@@ -183,15 +223,24 @@ def _negotiate(options: RenderOptions, accepted: frozenset[str]) -> str:
     return LEGACY
 
 
-def _renderable_sha(deps: ServiceDeps, image_id: str, owner: str | None) -> str:
+def _renderable_sha(
+    deps: ServiceDeps, image_id: str, owner: str | None, read_database: bool = True
+) -> str | None:
     """The original's sha256: 404 for another owner's, a deleted or a failed image.
 
     ``owner`` None: a signed request without an API key, authorised by its signature alone.
     It runs on every request, hit or not, so the row comes from this process's lookup
     cache (services/render_runtime.py) when it was read less than RENDER_LOOKUP_TTL_S ago
-    and nothing here changed it since; otherwise from the database.
+    and nothing here changed it since; otherwise from the database (with ``read_database``
+    False: None instead).
     """
-    row = deps.render_runtime.lookups.get(image_id, lambda: _read_image(deps, image_id))
+    lookups = deps.render_runtime.lookups
+    if read_database:
+        row = lookups.get(image_id, lambda: _read_image(deps, image_id))
+    else:
+        known, row = lookups.cached(image_id)
+        if not known:
+            return None
     # Another owner's image and a missing one take the same path and the same cache.
     if row is None or (owner is not None and row.owner != owner):
         raise NotFound(f"No image {image_id}.")

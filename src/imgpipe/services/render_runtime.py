@@ -26,11 +26,13 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from imgpipe.db.renders import RenderableImage
+from imgpipe.domain.render_options import RenderOptions
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 WATERMARK_DIGESTS = 256
+SIGNED_QUERIES = 4096
 LOOKUPS = 10_000
 DEFAULT_LOOKUP_TTL_S = 2.0
 
@@ -150,6 +152,19 @@ class LookupCache(Generic[V]):
                     self._items.popitem(last=False)
         return loaded
 
+    def cached(self, key: str) -> tuple[bool, V | None]:
+        """(True, value) when ``key`` is cached and fresh (value None: no such row);
+        (False, None) when only ``get`` can tell."""
+        if self.ttl_s <= 0:
+            return False, None
+        with self._lock:
+            entry = self._items.get(key)
+            if entry is None or entry[0] <= self._clock():
+                return False, None
+            self._items.move_to_end(key)
+            value = entry[1]
+        return True, None if isinstance(value, _Missing) else value
+
     def invalidate(self, key: str) -> None:
         with self._lock:
             self._items.pop(key, None)
@@ -165,10 +180,21 @@ class RenderRuntime:
 
     lookup_ttl_s: float = DEFAULT_LOOKUP_TTL_S
     lookup_size: int = LOOKUPS
+    # Reads from the store are local file reads (the container sets it for a local
+    # store): short enough that the API may make them on its event loop (api/routes_render).
+    local_reads: bool = False
     locks: KeyedLocks = field(default_factory=KeyedLocks)
     slots: Slots = field(default_factory=Slots)
     watermark_digests: LruCache[tuple[str, int, int], str] = field(
         default_factory=lambda: LruCache(WATERMARK_DIGESTS)
+    )
+    # Signed queries verified before, by their exact bytes: their options and expiry.
+    signed: LruCache[tuple[str, tuple[tuple[str, str], ...]], tuple[RenderOptions, int | None]] = (
+        field(default_factory=lambda: LruCache(SIGNED_QUERIES))
+    )
+    # Cache-key digests by (options, negotiated format, asset digests).
+    digests: LruCache[tuple[RenderOptions, str, str], str] = field(
+        default_factory=lambda: LruCache(SIGNED_QUERIES)
     )
     lookups: LookupCache[RenderableImage] = field(init=False)
 
