@@ -12,10 +12,15 @@ from imgpipe.domain.errors import BadSignature
 from imgpipe.domain.media import ImageFormat
 from imgpipe.domain.render_options import RenderConfig, parse_options
 from imgpipe.services import render
+from imgpipe.services.render_runtime import RenderRuntime
 
 
 def deps(allow_unsigned: bool) -> Any:
-    return SimpleNamespace(signing_key=b"k", render=RenderConfig(allow_unsigned=allow_unsigned))
+    return SimpleNamespace(
+        signing_key=b"k",
+        render=RenderConfig(allow_unsigned=allow_unsigned),
+        render_runtime=RenderRuntime(),
+    )
 
 
 def request(pairs: list[tuple[str, str]]) -> render.RenderRequest:
