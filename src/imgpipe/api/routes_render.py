@@ -18,7 +18,6 @@ import anyio
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from imgpipe.api import ratelimit
@@ -60,6 +59,9 @@ _OPTIONS_DOC = (
     "sharpen, rotate (90, 180, 270), flip (h, v, hv), bri, con, gray, "
     "wm=NAME[,POSITION[,OPACITY]], exp, sig."
 )
+
+
+ROUTE_PATH = "/v1/render/{name}"
 
 
 class LookupThreads:
@@ -156,7 +158,7 @@ LOOKUPS = LookupThreads()
 
 
 @router.get(
-    "/v1/render/{name}",
+    ROUTE_PATH,
     response_class=Response,
     responses={200: {"content": {"image/webp": {}, "image/avif": {}, "image/jpeg": {}}}},
     description=_OPTIONS_DOC,
@@ -210,15 +212,16 @@ class RenderRoute:
 
     def __init__(self, app: ASGIApp, owner: Starlette) -> None:
         self.app = app
-        self._owner = owner  # the FastAPI app: its exception handlers, its route object
-        self._route: BaseRoute | None = None
+        self._owner = owner  # the FastAPI app, whose exception handlers answer errors
+        # The declared route, which the request timing labels requests by.
+        self._route = next(r for r in router.routes if getattr(r, "path", None) == ROUTE_PATH)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         name = _render_name(scope)
         if name is None:
             await self.app(scope, receive, send)
             return
-        scope["route"] = self._declared_route()  # the request timing's label
+        scope["route"] = self._route
         request = Request(scope, receive)
         try:
             response = await render_response(request, name)
@@ -228,16 +231,6 @@ class RenderRoute:
                 raise
             response = await handler(request, exc)
         await response(scope, receive, send)
-
-    def _declared_route(self) -> BaseRoute | None:
-        if self._route is None:
-            self._route = next(
-                (r for r in self._owner.routes if getattr(r, "path", None) == ROUTE_PATH), None
-            )
-        return self._route
-
-
-ROUTE_PATH = "/v1/render/{name}"
 
 
 def _render_name(scope: Scope) -> str | None:

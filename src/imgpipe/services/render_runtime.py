@@ -183,6 +183,7 @@ class RenderRuntime:
     # Reads from the store are local file reads (the container sets it for a local
     # store): short enough that the API may make them on its event loop (api/routes_render).
     local_reads: bool = False
+    clock: Callable[[], float] = time.monotonic  # the lookup cache's (tests move it)
     locks: KeyedLocks = field(default_factory=KeyedLocks)
     slots: Slots = field(default_factory=Slots)
     watermark_digests: LruCache[tuple[str, int, int], str] = field(
@@ -199,7 +200,7 @@ class RenderRuntime:
     lookups: LookupCache[RenderableImage] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.lookups = LookupCache(self.lookup_ttl_s, self.lookup_size)
+        self.lookups = LookupCache(self.lookup_ttl_s, self.lookup_size, self.clock)
 
     def forget_image(self, image_id: str) -> None:
         """The hook for services that change what a render may serve (delete, restore,
