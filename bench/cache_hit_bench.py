@@ -41,6 +41,7 @@ import httpx
 from render_bench import DEFAULT_PHOTOS, SIGNING_KEY, wait_http, wrk
 from stack import free_port, imgpipe_env, running, wait_all_done
 
+DEFAULT_PHOTO = "lake-landscape_samsung-s730.jpg"
 TARGET_RATIO = 0.40
 TARGET_P99_MS = 10.0
 
@@ -69,7 +70,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--photo", type=Path, default=DEFAULT_PHOTOS / "lake-landscape_samsung-s730.jpg")
+    parser.add_argument("--photo", type=Path, default=DEFAULT_PHOTOS / DEFAULT_PHOTO)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--plain", nargs=3, metavar=("FILE", "MEDIA_TYPE", "PORT"))
     args = parser.parse_args()
@@ -141,11 +142,7 @@ def main() -> int:
             "ratio": f">= {TARGET_RATIO}: "
             + ("ok" if all(r["ratio"] >= TARGET_RATIO for r in rounds) else "MISS"),
             "p99_ms": f"< {TARGET_P99_MS}: "
-            + (
-                "ok"
-                if all(r["imgpipe"]["p99_ms"] < TARGET_P99_MS for r in rounds)
-                else "MISS"
-            ),
+            + ("ok" if all(r["imgpipe"]["p99_ms"] < TARGET_P99_MS for r in rounds) else "MISS"),
         },
     }
     text = json.dumps(result, indent=2)
