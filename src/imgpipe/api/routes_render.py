@@ -1,9 +1,10 @@
 """GET /v1/render/{id}[.ext]: a thin route over services.render.
 
-The route is async and hands the blocking work to worker threads in two parts: the
-lookup (signature, options, the image's row, the cache read: a hit ends there) on a
-small, adaptive number of threads, and a miss's render on the shared pool. Why, with
-figures: docs/render.md, "Performance".
+Served by ``RenderRoute``, plain ASGI ahead of FastAPI's routing (the declared route
+documents it). The lookup (signature, options, the image's row, the cache read: a hit
+ends there) runs on the event loop where it cannot block (a keyless request, a local
+store, the row cached), else on a small, adaptive number of threads; a miss's render runs
+on the shared pool. Why, with figures: docs/render.md, "Performance".
 """
 
 from __future__ import annotations

@@ -4,9 +4,11 @@ The use case behind ``GET /v1/render/{id}``, in two parts so the API can run the
 different threads: ``lookup`` (a 304, a cache hit, or the authorised render to make) and
 ``make`` (the render itself); ``render_image`` is both. The signature is checked before
 anything else (an unsigned or forged URL costs one HMAC per key), then the options are
-parsed into their one canonical form, then the image's row is read on every request, hit
-or not: a deleted image, a failed one and another owner's are 404 at once, whatever is
-cached. The result is stored under a key derived from (original sha256, canonical
+parsed into their one canonical form, then the image's row is checked on every request,
+hit or not: a deleted image, a failed one and another owner's are 404 whatever is cached.
+The row comes from the process's lookup cache (services/render_runtime.py) for up to
+RENDER_LOOKUP_TTL_S: a delete or a verdict made in this process applies at once, one made
+in another within that time (docs/render.md, "Caching"). The result is stored under a key derived from (original sha256, canonical
 options, negotiated format, watermark bytes), so the second request is a read from
 storage with no decode at all. Concurrent first requests for one key in this process
 wait on one lock and render once; across processes a rare duplicate render can happen and
