@@ -8,11 +8,12 @@ parsed into their one canonical form, then the image's row is checked on every r
 hit or not: a deleted image, a failed one and another owner's are 404 whatever is cached.
 The row comes from the process's lookup cache (services/render_runtime.py) for up to
 RENDER_LOOKUP_TTL_S: a delete or a verdict made in this process applies at once, one made
-in another within that time (docs/render.md, "Caching"). The result is stored under a key derived from (original sha256, canonical
-options, negotiated format, watermark bytes), so the second request is a read from
-storage with no decode at all. Concurrent first requests for one key in this process
-wait on one lock and render once; across processes a rare duplicate render can happen and
-is harmless, since output is deterministic and the key is the same.
+in another within that time (docs/render.md, "Caching"). The result is stored under a
+key derived from (original sha256, canonical options, negotiated format, watermark
+bytes), so the second request is a read from storage with no decode at all. Concurrent
+first requests for one key in this process wait on one lock and render once; across
+processes a rare duplicate render can happen and is harmless, since output is
+deterministic and the key is the same.
 
 A render whose pixels fit in the image's render source (a 1920x1080 copy the worker keeps,
 engine/render_source.py) is made from that copy rather than the original: a tenth of the
