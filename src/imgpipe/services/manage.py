@@ -35,6 +35,7 @@ def reprocess(
         jobs.reset_for_retry(session, image, names, utcnow())
         session.flush()
         view = image_view(image)
+    deps.render_runtime.forget_image(image_id)  # its status changed
     jobs.hand_out(deps, image_id)
     return view
 
