@@ -113,9 +113,9 @@ class LookupThreads:
         if _cheap_owner(request, deps):
             # A signed URL without a key, rate-limited in this process: no I/O to know
             # whose it is. Where the store is a local disk and the image's row is in the
-            # lookup cache, the whole lookup is a few hundred microseconds of CPU and a
-            # small file read: done here, it saves the hand-off to a thread, which costs
-            # more than the lookup (docs/render.md, "Performance").
+            # lookup cache, the whole lookup is tens of microseconds of CPU and a small
+            # file read: done here, it saves the hand-off to a thread, which costs more
+            # than the lookup (docs/render.md, "Performance").
             owner = render_owner(request)
             if deps.render_runtime.local_reads:
                 inline = render.lookup_without_database(deps, owner, render_request)
@@ -201,10 +201,10 @@ async def render_response(request: Request, name: str) -> Response:
 class RenderRoute:
     """``GET /v1/render/{name}`` as plain ASGI, ahead of FastAPI's routing.
 
-    A cache hit is about 0.25 ms of use case; FastAPI's router (some sixty routes tried
-    in turn), its exception and exit-stack middleware and its request handling cost
-    several times that, so a hit served through them ran at a tenth of what a plain
-    handler returning the same file manages (docs/render.md, "Performance"). This
+    A cache hit's use case is tens of microseconds; FastAPI's router (its included
+    routers tried in turn), its exception and exit-stack middleware and its request
+    handling cost several times that, so a hit served through them ran at a tenth of
+    what a plain handler returning the same file manages (docs/render.md, "Performance"). This
     middleware sits inside the app's own (request timing, HEAD as GET, rate-limit
     headers), answers the render path itself with the same function the declared route
     calls, and turns an error into the response the app's exception handlers give it.
