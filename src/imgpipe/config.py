@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     # Renders that fit inside it are made from a 1920x1080 copy the worker keeps, instead
     # of decoding the original (docs/render.md, "Render source"). false: always the original.
     render_intermediate: bool = True
+    # How long a render may reuse an image's row (sha256, status, owner, moderation) read
+    # for an earlier render, in seconds; the process that deletes or moderates an image
+    # drops its copy at once (docs/render.md, "Caching"). 0: read it on every request.
+    render_lookup_ttl_s: float = Field(default=2.0, ge=0, le=60)
     # Watermark PNGs for `wm=NAME` (NAME.png); default DATA_DIR/watermarks.
     watermarks_dir: Path | None = None
     # The API's own public address (https://api.example.com, or with a path prefix), for

@@ -56,6 +56,7 @@ from imgpipe.services.deps import (
 )
 from imgpipe.services.process import process_image
 from imgpipe.services.reconcile import reconcile
+from imgpipe.services.render_runtime import RenderRuntime
 from imgpipe.storage.base import ObjectStore
 from imgpipe.storage.factory import store_from_url
 from imgpipe.storage.local import LocalStore
@@ -293,10 +294,11 @@ def build(settings: Settings) -> Container:
     celery = make_celery(queue_config)
     queue = CeleryQueue(celery)
     activity = VariantActivity()
+    store = store_from_url(settings.storage_url, settings.s3_endpoint_url)
     deps = ServiceDeps(
         sessions=make_sessionmaker(db_engine),
         read_sessions=make_read_sessionmaker(db_engine),
-        store=store_from_url(settings.storage_url, settings.s3_endpoint_url),
+        store=store,
         # Under `serve` moderation waits for the variant jobs handed out here (above).
         queue=_ExpectingQueue(queue, activity) if settings.embedded_queue else queue,
         profiles=profiles,
@@ -311,6 +313,9 @@ def build(settings: Settings) -> Container:
             watermarks_dir=settings.watermarks_folder,
             max_in_flight=settings.render_concurrency,
             intermediate=settings.render_intermediate,
+        ),
+        render_runtime=RenderRuntime(
+            lookup_ttl_s=settings.render_lookup_ttl_s, local_reads=isinstance(store, LocalStore)
         ),
         access=_access(settings),
         webhooks=_webhooks(settings, queue),

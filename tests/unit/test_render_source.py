@@ -90,7 +90,7 @@ def upload(deps: ServiceDeps, data: bytes, *, process: bool = True) -> tuple[str
 def render(deps: ServiceDeps, image_id: str, query: str) -> tuple[bytes, str]:
     """The rendered bytes and the ETag, through the whole use case (cache included)."""
     pairs = [tuple(pair.split("=", 1)) for pair in query.split("&")]
-    request = RenderRequest(image_id, f"/v1/render/{image_id}", pairs, None, "")  # type: ignore[arg-type]
+    request = RenderRequest(image_id, f"/v1/render/{image_id}", pairs, None)  # type: ignore[arg-type]
     response = render_image(deps, OWNER, request)
     return response.data, response.etag
 

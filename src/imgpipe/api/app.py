@@ -21,6 +21,7 @@ from imgpipe.api import (
     routes_webhooks,
 )
 from imgpipe.api.head import HeadAsGet
+from imgpipe.api.routes_render import RenderRoute
 from imgpipe.api.routes_render import router as render_router
 from imgpipe.api.routes_render_url import router as render_url_router
 from imgpipe.services.deps import ServiceDeps
@@ -37,6 +38,8 @@ def create_app(deps: ServiceDeps) -> FastAPI:
     )
     app.state.deps = deps
     problems.install(app)
+    # Innermost of the middleware: render requests skip FastAPI's routing, nothing else.
+    app.add_middleware(RenderRoute, owner=app)
     auth.install(app, deps)
     app.add_middleware(HeadAsGet)  # inside the timing, which so records HEAD as HEAD
     app.add_middleware(routes_ops.RequestTiming)

@@ -7,9 +7,10 @@ is a 429 ``rate_limited`` problem with ``Retry-After``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imgpipe.api.problems import problem_response
@@ -89,12 +90,24 @@ class RateLimitHeaders:
                 state = scope.get("state") or {}
                 headers: dict[str, str] | None = state.get("ratelimit_headers")
                 if headers:
-                    mutable = MutableHeaders(scope=message)
-                    for name, value in headers.items():
-                        mutable.setdefault(name, value)
+                    message["headers"] = _with_defaults(message.get("headers", ()), headers)
             await send(message)
 
         await self.app(scope, receive, add_headers)
+
+
+def _with_defaults(
+    raw: Iterable[tuple[bytes, bytes]], defaults: dict[str, str]
+) -> list[tuple[bytes, bytes]]:
+    """``raw`` plus each of ``defaults`` it does not already have (names compared
+    case-insensitively): what MutableHeaders.setdefault does, in one pass."""
+    headers = list(raw)
+    present = {name.lower() for name, _ in headers}
+    for name, value in defaults.items():
+        encoded = name.lower().encode("latin-1")
+        if encoded not in present:
+            headers.append((encoded, value.encode("latin-1")))
+    return headers
 
 
 async def _rate_limited(request: Request, exc: Exception) -> JSONResponse:

@@ -1,26 +1,34 @@
 """GET /v1/render/{id}[.ext]: a thin route over services.render.
 
-The route is async and hands the blocking work to worker threads in two parts: the
-lookup (signature, options, the image's row, the cache read: a hit ends there) on a
-small, adaptive number of threads, and a miss's render on the shared pool. Why, with
-figures: docs/render.md, "Performance".
+Served by ``RenderRoute``, plain ASGI ahead of FastAPI's routing (the declared route
+documents it). The lookup (signature, options, the image's row, the cache read: a hit
+ends there) runs on the event loop where it cannot block (a keyless request, a local
+store, the row cached), else on a small, adaptive number of threads; a miss's render runs
+on the shared pool. Why, with figures: docs/render.md, "Performance".
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl
 
 import anyio
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from starlette.applications import Starlette
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from imgpipe.api import ratelimit
 from imgpipe.api.deps import current_owner, current_principal, service_deps
+from imgpipe.api.http_headers import accepted_types, entity_tags
+from imgpipe.domain.ratelimit import InProcessLimiter
 from imgpipe.domain.render_options import split_render_path
 from imgpipe.domain.signing import RENDER_PATH_PREFIX
 from imgpipe.services import render
+from imgpipe.services.deps import ServiceDeps
 
 router = APIRouter(tags=["render"])
 
@@ -52,6 +60,9 @@ _OPTIONS_DOC = (
     "sharpen, rotate (90, 180, 270), flip (h, v, hv), bri, con, gray, "
     "wm=NAME[,POSITION[,OPACITY]], exp, sig."
 )
+
+
+ROUTE_PATH = "/v1/render/{name}"
 
 
 class LookupThreads:
@@ -97,8 +108,21 @@ class LookupThreads:
     async def run(
         self, request: Request, render_request: render.RenderRequest
     ) -> render.RenderResponse | render.RenderTarget:
+        deps = service_deps(request)
+        owner: str | _Unknown | None = _UNKNOWN
+        if _cheap_owner(request, deps):
+            # A signed URL without a key, rate-limited in this process: no I/O to know
+            # whose it is. Where the store is a local disk and the image's row is in the
+            # lookup cache, the whole lookup is tens of microseconds of CPU and a small
+            # file read: done here, it saves the hand-off to a thread, which costs more
+            # than the lookup (docs/render.md, "Performance").
+            owner = render_owner(request)
+            if deps.render_runtime.local_reads:
+                inline = render.lookup_without_database(deps, owner, render_request)
+                if inline is not None:
+                    return inline
         found, seconds = await anyio.to_thread.run_sync(
-            _lookup, request, render_request, limiter=self.limiter()
+            _lookup, request, render_request, owner, limiter=self.limiter()
         )
         # A 304 is answered without reading storage: it says nothing about its latency.
         if not (isinstance(found, render.RenderResponse) and found.not_modified):
@@ -106,11 +130,28 @@ class LookupThreads:
         return found
 
 
+class _Unknown:
+    """Whose request it is has not been decided yet (it may need the database)."""
+
+
+_UNKNOWN = _Unknown()
+
+
+def _cheap_owner(request: Request, deps: ServiceDeps) -> bool:
+    """Whether ``render_owner`` needs no I/O: a signed request without a key (no API key
+    to look up) whose rate limit is counted in this process (not in Redis)."""
+    signed = "sig=" in request.scope.get("query_string", b"").decode("latin-1")
+    keyless = signed and "authorization" not in request.headers
+    return keyless and isinstance(deps.access.limiter, InProcessLimiter)
+
+
 def _lookup(
-    request: Request, render_request: render.RenderRequest
+    request: Request, render_request: render.RenderRequest, owner: str | _Unknown | None
 ) -> tuple[render.RenderResponse | render.RenderTarget, float]:
     started = time.perf_counter()
-    found = render.lookup(service_deps(request), render_owner(request), render_request)
+    if isinstance(owner, _Unknown):
+        owner = render_owner(request)
+    found = render.lookup(service_deps(request), owner, render_request)
     return found, time.perf_counter() - started
 
 
@@ -118,13 +159,19 @@ LOOKUPS = LookupThreads()
 
 
 @router.get(
-    "/v1/render/{name}",
+    ROUTE_PATH,
     response_class=Response,
     responses={200: {"content": {"image/webp": {}, "image/avif": {}, "image/jpeg": {}}}},
     description=_OPTIONS_DOC,
 )
 async def render_image(name: str, request: Request) -> Response:
     """An on-demand transform of one image, HMAC-signed (`imgpipe sign`), cached."""
+    # Served by RenderRoute below, before FastAPI's routing; this declaration documents it
+    # (OpenAPI) and answers should the plain route not be installed.
+    return await render_response(request, name)
+
+
+async def render_response(request: Request, name: str) -> Response:
     path = RENDER_PATH_PREFIX + name
     image_id, path_format = split_render_path(path)
     query = request.scope.get("query_string", b"").decode("latin-1")
@@ -133,8 +180,8 @@ async def render_image(name: str, request: Request) -> Response:
         path=path,
         pairs=parse_qsl(query, keep_blank_values=True),
         path_format=path_format,
-        accept=request.headers.get("accept", ""),
-        if_none_match=request.headers.get("if-none-match"),
+        accepted=accepted_types(request.headers.get("accept", "")),
+        if_none_match=entity_tags(request.headers.get("if-none-match")),
     )
     found = await LOOKUPS.run(request, render_request)
     if isinstance(found, render.RenderTarget):  # a miss: render on the shared pool
@@ -149,3 +196,61 @@ async def render_image(name: str, request: Request) -> Response:
         return Response(status_code=304, headers=headers)
     headers["X-Render-Cache"] = found.cache
     return Response(found.data, media_type=found.media_type, headers=headers)
+
+
+class RenderRoute:
+    """``GET /v1/render/{name}`` as plain ASGI, ahead of FastAPI's routing.
+
+    A cache hit's use case is tens of microseconds; FastAPI's router (its included
+    routers tried in turn), its exception and exit-stack middleware and its request
+    handling cost several times that, so a hit served through them ran at a tenth of
+    what a plain handler returning the same file manages (docs/render.md, "Performance"). This
+    middleware sits inside the app's own (request timing, HEAD as GET, rate-limit
+    headers), answers the render path itself with the same function the declared route
+    calls, and turns an error into the response the app's exception handlers give it.
+    Every other request goes on to FastAPI.
+    """
+
+    def __init__(self, app: ASGIApp, owner: Starlette) -> None:
+        self.app = app
+        self._owner = owner  # the FastAPI app, whose exception handlers answer errors
+        # The declared route, which the request timing labels requests by.
+        self._route = next(r for r in router.routes if getattr(r, "path", None) == ROUTE_PATH)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        name = _render_name(scope)
+        if name is None:
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = self._route
+        request = Request(scope, receive)
+        try:
+            response = await render_response(request, name)
+        except Exception as exc:
+            handler = _handler_for(self._owner.exception_handlers, exc)
+            if handler is None:
+                raise
+            response = await handler(request, exc)
+        await response(scope, receive, send)
+
+
+def _render_name(scope: Scope) -> str | None:
+    """The ``{name}`` of a GET to the render route, or None for any other request."""
+    if scope["type"] != "http" or scope["method"] != "GET":
+        return None
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    if not path.startswith(RENDER_PATH_PREFIX):
+        return None
+    name = path[len(RENDER_PATH_PREFIX) :]
+    return name if name and "/" not in name else None
+
+
+def _handler_for(handlers: Mapping[Any, Callable[..., Any]], exc: Exception) -> Any:
+    """The app's handler for ``exc``, chosen as Starlette chooses: the nearest class."""
+    for cls in type(exc).__mro__:
+        if cls in handlers:
+            return handlers[cls]
+    return None

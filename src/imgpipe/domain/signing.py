@@ -77,9 +77,19 @@ def verify_render(
         raw = expiries[0]
         if not raw.isdigit() or len(raw) > 12:
             raise BadSignature("The render URL's exp is not a Unix time in seconds.")
-        if int(raw) < now:
-            raise Expired("The render URL has expired (exp is in the past).")
+        check_expiry(int(raw), now)
     return signed
+
+
+def check_expiry(expires_at: int | None, now: float) -> None:
+    """Expired when a verified URL's ``exp`` (None: none) is in the past."""
+    if expires_at is not None and expires_at < now:
+        raise Expired("The render URL has expired (exp is in the past).")
+
+
+def render_expiry(signed: Sequence[tuple[str, str]]) -> int | None:
+    """The ``exp`` of a query ``verify_render`` accepted, or None: it never expires."""
+    return next((int(v) for k, v in signed if k == "exp"), None)
 
 
 def sign_render_url(url_or_path: str, key: bytes, expires_at: int | None = None) -> str:

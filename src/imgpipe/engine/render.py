@@ -58,6 +58,18 @@ class _File:
         return None
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def output_format(fmt: ImageFormat | None, head: bytes) -> ImageFormat:
+    """The format ``render(..., fmt)`` wrote, given the output's first bytes. Only ``fmt``
+    None ("JPEG, or PNG if the result has visible alpha") needs them, and only to tell
+    those two apart: PNG's signature, else JPEG."""
+    if fmt is not None:
+        return fmt
+    return ImageFormat.PNG if head.startswith(PNG_SIGNATURE) else ImageFormat.JPEG
+
+
 def render(
     path: Path,
     probe: ProbeResult,

@@ -63,6 +63,13 @@ def serves(source: tuple[int, int], decode_size: tuple[int, int]) -> bool:
     return decode_size[0] <= source[0] and decode_size[1] <= source[1]
 
 
+def size_to_read(probe: ProbeResult, decode_size: tuple[int, int]) -> tuple[int, int] | None:
+    """The size of the copy a render that decodes to ``decode_size`` reads, or None: it
+    reads the original (no copy for this image, or the copy is too small)."""
+    size = source_size(probe)
+    return size if size is not None and serves(size, decode_size) else None
+
+
 def encode_source(base: Any) -> bytes:
     """The copy's bytes from the base decode (upright, 8-bit sRGB): a JPEG, or a
     lossless PNG when the base has alpha."""

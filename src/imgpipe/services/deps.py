@@ -16,6 +16,7 @@ from imgpipe.domain.webhooks import DEFAULT_RETRY_FOR_S, DEFAULT_SCHEDULE_S
 from imgpipe.jobs.queue import JobQueue, ModerationQueue, WebhookQueue
 from imgpipe.moderation.port import Moderator
 from imgpipe.notify.egress import AllowList, Resolver, system_resolver
+from imgpipe.services.render_runtime import RenderRuntime
 from imgpipe.storage.base import ObjectStore, Protection
 
 
@@ -105,6 +106,8 @@ class ServiceDeps:
     access: AccessSettings = field(default_factory=AccessSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     render: RenderConfig = field(default_factory=RenderConfig)
+    # Render's locks, slots and bounded caches in this process (services/render_runtime.py).
+    render_runtime: RenderRuntime = field(default_factory=RenderRuntime)
     jobs: JobSettings = field(default_factory=JobSettings)
     # Originals' header facts for renders, by sha256 (bounded; per process).
     probes: ProbeCache = field(default_factory=ProbeCache)

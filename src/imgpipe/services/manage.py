@@ -35,6 +35,7 @@ def reprocess(
         jobs.reset_for_retry(session, image, names, utcnow())
         session.flush()
         view = image_view(image)
+    deps.render_runtime.forget_image(image_id)  # its status changed
     jobs.hand_out(deps, image_id)
     return view
 
@@ -50,6 +51,8 @@ def delete(deps: ServiceDeps, image_id: str, owner: str) -> None:
         # No more work on it: the reconciler hands out only what is due.
         image.due_at = None
         image.lease_owner = None
+    # Renders in this process are 404 at once; in others within RENDER_LOOKUP_TTL_S.
+    deps.render_runtime.forget_image(image_id)
 
 
 def restore(deps: ServiceDeps, image_id: str) -> ImageView:
@@ -74,6 +77,7 @@ def restore(deps: ServiceDeps, image_id: str) -> ImageView:
             image.due_at = utcnow()
         session.flush()
         view = image_view(image, delivery.public_urls(deps))
+    deps.render_runtime.forget_image(image_id)
     if unfinished:
         jobs.hand_out(deps, image_id)
     return view

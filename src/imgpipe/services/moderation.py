@@ -171,6 +171,7 @@ def _settle(deps: ServiceDeps, claim: Claim, outcome: list[Label] | ImgpipeError
             )
             row.model = model
             row.due_at = None
+    deps.render_runtime.forget_image(claim.image_id)  # renders here see the verdict at once
     if event_id is not None:
         webhooks.hand_out_first(deps, event_id)
 
@@ -391,6 +392,7 @@ def decide(
         session.flush()
         session.refresh(image)
         view = image_view(image)
+    deps.render_runtime.forget_image(image_id)  # renders here see the decision at once
     if event_id is not None:
         webhooks.hand_out_first(deps, event_id)
     return view

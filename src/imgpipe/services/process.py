@@ -46,6 +46,8 @@ def _process(deps: ServiceDeps, image_id: str) -> None:
         if source is not None:
             _store_render_source(deps, claim.sha256, source)
     settled = jobs.settle(deps, claim, results, metadata)
+    if settled.status is not None:  # renders in this process see a failure at once
+        deps.render_runtime.forget_image(image_id)
     if settled.event_id is not None:
         webhooks.hand_out_first(deps, settled.event_id)
     if settled.status is not None:

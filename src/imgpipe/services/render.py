@@ -4,13 +4,16 @@ The use case behind ``GET /v1/render/{id}``, in two parts so the API can run the
 different threads: ``lookup`` (a 304, a cache hit, or the authorised render to make) and
 ``make`` (the render itself); ``render_image`` is both. The signature is checked before
 anything else (an unsigned or forged URL costs one HMAC per key), then the options are
-parsed into their one canonical form, then the image's row is read on every request, hit
-or not: a deleted image, a failed one and another owner's are 404 at once, whatever is
-cached. The result is stored under a key derived from (original sha256, canonical
-options, negotiated format, watermark bytes), so the second request is a read from
-storage with no decode at all. Concurrent first requests for one key in this process
-wait on one lock and render once; across processes a rare duplicate render can happen and
-is harmless, since output is deterministic and the key is the same.
+parsed into their one canonical form, then the image's row is checked on every request,
+hit or not: a deleted image, a failed one and another owner's are 404 whatever is cached.
+The row comes from the process's lookup cache (services/render_runtime.py) for up to
+RENDER_LOOKUP_TTL_S: a delete or a verdict made in this process applies at once, one made
+in another within that time (docs/render.md, "Caching"). The result is stored under a
+key derived from (original sha256, canonical options, negotiated format, watermark
+bytes), so the second request is a read from storage with no decode at all. Concurrent
+first requests for one key in this process wait on one lock and render once; across
+processes a rare duplicate render can happen and is harmless, since output is
+deterministic and the key is the same.
 
 A render whose pixels fit in the image's render source (a 1920x1080 copy the worker keeps,
 engine/render_source.py) is made from that copy rather than the original: a tenth of the
@@ -22,50 +25,28 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import threading
 import time
-import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from prometheus_client import Counter, Histogram
-from sqlalchemy import Engine, bindparam, select
-from sqlalchemy.orm import Session, sessionmaker
-
-from imgpipe.db.schema import ImageRow, ModerationRow
+from imgpipe.db import renders
 from imgpipe.domain.errors import ImgpipeError, NotFound
-from imgpipe.domain.formats import HEAD_BYTES, identify
 from imgpipe.domain.media import ImageFormat, ProbeResult
 from imgpipe.domain.moderation import check_keyless
 from imgpipe.domain.render_options import BadOption, RenderOptions, parse_options
-from imgpipe.domain.signing import authorise_render
+from imgpipe.domain.signing import authorise_render, check_expiry, render_expiry
 from imgpipe.domain.states import ImageStatus
 from imgpipe.engine import jxl, render_source
 from imgpipe.engine.deadline import Deadline
-from imgpipe.engine.plan import Plan, plan
+from imgpipe.engine.plan import plan
 from imgpipe.engine.probe import probe
-from imgpipe.engine.render import render
+from imgpipe.engine.render import output_format, render
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.storage import keys
 from imgpipe.storage.base import PRIVATE_NO_STORE, ObjectMeta
-
-RENDERS = Counter("imgpipe_renders", "Render requests served, by cache outcome.", ["outcome"])
-RENDERS_FROM = Counter(
-    "imgpipe_renders_made",
-    "Cold renders made, by what they decoded: the render source or the original.",
-    ["source"],
-)
-RENDER_SOURCES_MADE = Counter(
-    "imgpipe_render_sources_made",
-    "Render sources a render had to make from the original (the worker makes the rest).",
-)
-RENDER_SECONDS = Histogram(
-    "imgpipe_render_duration_seconds",
-    "Cold render time: probe, decode, steps, encode and store.",
-    buckets=(0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2, 4, 8, 15, 30),
-)
+from imgpipe.telemetry.metrics import RENDER_SECONDS, RENDER_SOURCES_MADE, RENDERS, RENDERS_FROM
 
 # The render source is a full-size copy of the original's pixels: private like it.
 _SOURCE_META = ObjectMeta(ImageFormat.JPEG.media_type, PRIVATE_NO_STORE)
@@ -79,8 +60,10 @@ class RenderRequest:
     path: str  # the request path as signed: /v1/render/ID[.EXT]
     pairs: Sequence[tuple[str, str]]  # the query, decoded, in the order it came
     path_format: ImageFormat | None
-    accept: str
-    if_none_match: str | None = None
+    # Media types the client's Accept names explicitly with q > 0 (api/headers.py).
+    accepted: frozenset[str] = frozenset()
+    # The entity tags of If-None-Match, weak ones without their W/ (api/headers.py).
+    if_none_match: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,35 +100,63 @@ def lookup(
 ) -> RenderResponse | RenderTarget:
     """A 304, a cache hit, or (a miss) the authorised render to make.
 
-    Never decodes: the signature, the options, one indexed query for the image's row and
-    one storage read. The API runs it on a few threads and ``make`` apart (api/routes_render).
+    Never decodes: the signature, the options, the image's row (from the lookup cache, or
+    one indexed query) and one storage read. The API runs it on a few threads and ``make``
+    apart (api/routes_render).
     """
-    target = authorise(deps, owner, request)
-    if isinstance(target, RenderResponse):
+    found = _lookup(deps, owner, request, read_database=True)
+    assert found is not None
+    return found
+
+
+def lookup_without_database(
+    deps: ServiceDeps, owner: str | None, request: RenderRequest
+) -> RenderResponse | RenderTarget | None:
+    """``lookup``, or None where it would have to read the image's row from the database
+    (not in this process's lookup cache): the caller then runs ``lookup`` where waiting on
+    the database is fine. For callers that must not block long (the API's event loop)."""
+    return _lookup(deps, owner, request, read_database=False)
+
+
+def _lookup(
+    deps: ServiceDeps, owner: str | None, request: RenderRequest, *, read_database: bool
+) -> RenderResponse | RenderTarget | None:
+    target = authorise(deps, owner, request, read_database=read_database)
+    if target is None or isinstance(target, RenderResponse):
         return target
     data = _cached(deps, target.key)
     if data is None:
         return target
     RENDERS.labels("hit").inc()
-    return RenderResponse(target.etag, target.vary_accept, media_type=_media_type(data), data=data)
+    return RenderResponse(
+        target.etag, target.vary_accept, media_type=_media_type(target, data), data=data
+    )
 
 
 def authorise(
-    deps: ServiceDeps, owner: str | None, request: RenderRequest
-) -> RenderTarget | RenderResponse:
-    """Signature, options, format and the image's row: the render's cache key, or 304."""
+    deps: ServiceDeps, owner: str | None, request: RenderRequest, *, read_database: bool = True
+) -> RenderTarget | RenderResponse | None:
+    """Signature, options, format and the image's row: the render's cache key, or 304.
+    None only with ``read_database`` False, where the row is not cached."""
     options = _authorised_options(deps, request, owner)
     watermark_path, watermark_digest = _watermark(deps, options)
-    negotiated = _negotiate(options, request.accept)
-    sha256 = _renderable_sha(deps, request.image_id, owner)
+    negotiated = _negotiate(options, request.accepted)
+    sha256 = _renderable_sha(deps, request.image_id, owner, read_database)
+    if sha256 is None:
+        return None
 
     ext = LEGACY if negotiated == LEGACY else ImageFormat(negotiated).extension
     # Whether renders may read the render source changes their bytes, so it is in the key.
     source_tag = f"source-v{render_source.SOURCE_VERSION}" if deps.render.intermediate else ""
-    digest = options.cache_digest(negotiated, watermark_digest + source_tag)
+    digests = deps.render_runtime.digests
+    digest_key = (options, negotiated, watermark_digest + source_tag)
+    digest = digests.get(digest_key)
+    if digest is None:
+        digest = options.cache_digest(negotiated, watermark_digest + source_tag)
+        digests.put(digest_key, digest)
     etag = f'"{sha256[:16]}-{digest}"'
     vary = options.format is None
-    if request.if_none_match and etag in _etags(request.if_none_match):
+    if etag in request.if_none_match:
         RENDERS.labels("not_modified").inc()
         return RenderResponse(etag, vary, not_modified=True)
     fmt = None if negotiated == LEGACY else ImageFormat(negotiated)
@@ -156,14 +167,18 @@ def authorise(
 def make(deps: ServiceDeps, target: RenderTarget) -> RenderResponse:
     """Render once per key in this process (later requests wait, then read the result)."""
     cache = "hit"
-    with _LOCKS.hold(target.key):
+    with deps.render_runtime.locks.hold(target.key):
         data = _cached(deps, target.key)  # another request may have rendered it meanwhile
         if data is None:
             data = _render_and_store(deps, target)
             cache = "miss"
     RENDERS.labels(cache).inc()
     return RenderResponse(
-        target.etag, target.vary_accept, media_type=_media_type(data), data=data, cache=cache
+        target.etag,
+        target.vary_accept,
+        media_type=_media_type(target, data),
+        data=data,
+        cache=cache,
     )
 
 
@@ -176,11 +191,25 @@ def _authorised_options(
     if config.allow_unsigned and owner is not None:
         pairs = [(k, v) for k, v in request.pairs if k != "sig"]
         return parse_options(pairs, request.path_format)
+    # A query whose exact bytes were verified before in this process skips parsing them
+    # again (HMAC is a pure function of key, message and signature, so the answer is the
+    # same); its expiry is checked on every request. Any other bytes, a forged or altered
+    # signature included, go through the whole check.
+    memo = deps.render_runtime.signed
+    memo_key = (request.path, tuple(request.pairs))
+    now = time.time()
+    known = memo.get(memo_key)
+    if known is not None:
+        options, expires_at = known
+        check_expiry(expires_at, now)
+        return options
     accepted = (deps.signing_key, *config.previous_keys)
-    return authorise_render(accepted, request.path, request.pairs, request.path_format, time.time())
+    options = authorise_render(accepted, request.path, request.pairs, request.path_format, now)
+    memo.put(memo_key, (options, render_expiry(request.pairs)))
+    return options
 
 
-def _negotiate(options: RenderOptions, accept: str) -> str:
+def _negotiate(options: RenderOptions, accepted: frozenset[str]) -> str:
     """The output format: as asked, or for format=auto the best the client names: JPEG XL
     (only where Accept names image/jxl and the `jxl` extra is installed), AVIF, WebP, else
     JPEG or PNG (legacy)."""
@@ -190,7 +219,6 @@ def _negotiate(options: RenderOptions, accept: str) -> str:
                 "format", "a format this server can write (jxl needs imgpipe[jxl])", "jxl"
             )
         return options.format.value
-    accepted = _accepted_types(accept)
     candidates = ("jxl", "avif", "webp") if jxl.available() else ("avif", "webp")
     for candidate in candidates:
         if f"image/{candidate}" in accepted:
@@ -198,69 +226,37 @@ def _negotiate(options: RenderOptions, accept: str) -> str:
     return LEGACY
 
 
-def _accepted_types(accept: str) -> set[str]:
-    """Media types the client names explicitly with q > 0 (wildcards do not count: a
-    client sending only */* may not decode AVIF)."""
-    types = set()
-    for item in accept.split(","):
-        media, *params = (p.strip() for p in item.split(";"))
-        quality = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        if quality > 0:
-            types.add(media.lower())
-    return types
-
-
-def _etags(header: str) -> set[str]:
-    return {tag.strip().removeprefix("W/") for tag in header.split(",")}
-
-
-def _renderable_sha(deps: ServiceDeps, image_id: str, owner: str | None) -> str:
+def _renderable_sha(
+    deps: ServiceDeps, image_id: str, owner: str | None, read_database: bool = True
+) -> str | None:
     """The original's sha256: 404 for another owner's, a deleted or a failed image.
 
     ``owner`` None: a signed request without an API key, authorised by its signature alone.
-    It runs on every cache hit, so it is one statement, built once, on a plain connection
-    of the read-only engine: an ORM session around the same query costs twice as much.
+    It runs on every request, hit or not, so the row comes from this process's lookup
+    cache (services/render_runtime.py) when it was read less than RENDER_LOOKUP_TTL_S ago
+    and nothing here changed it since; otherwise from the database (with ``read_database``
+    False: None instead).
     """
-    query, params = (_ROW_BY_ID, {"id": image_id})
-    if owner is not None:
-        query, params = (_ROW_BY_ID_AND_OWNER, {"id": image_id, "owner": owner})
-    with _read_engine(deps).connect() as connection:
-        row = connection.execute(query, params).first()
-    if row is None or row.status == ImageStatus.FAILED.value:
+    lookups = deps.render_runtime.lookups
+    if read_database:
+        row = lookups.get(image_id, lambda: _read_image(deps, image_id))
+    else:
+        known, row = lookups.cached(image_id)
+        if not known:
+            return None
+    # Another owner's image and a missing one take the same path and the same cache.
+    if row is None or (owner is not None and row.owner != owner):
+        raise NotFound(f"No image {image_id}.")
+    if row.status == ImageStatus.FAILED.value:
         raise NotFound(f"No image {image_id}.")
     if owner is None:  # keyless: only what moderation lets out (domain/moderation.py)
         check_keyless(row.moderation, deps.moderation.enabled)
-    return str(row.sha256)
+    return row.sha256
 
 
-# The moderation status rides along (an outer join on its primary key): still one statement.
-_ROW_BY_ID = (
-    select(ImageRow.sha256, ImageRow.status, ModerationRow.status.label("moderation"))
-    .outerjoin(ModerationRow, ModerationRow.image_id == ImageRow.id)
-    .where(ImageRow.id == bindparam("id"), ImageRow.deleted_at.is_(None))
-)
-_ROW_BY_ID_AND_OWNER = _ROW_BY_ID.where(ImageRow.owner == bindparam("owner"))
-_READ_ENGINES: weakref.WeakKeyDictionary[sessionmaker[Session], Engine] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _read_engine(deps: ServiceDeps) -> Engine:
-    """The engine behind ``deps.read_sessions`` (its read-only execution options kept)."""
-    engine = _READ_ENGINES.get(deps.read_sessions)
-    if engine is None:
-        with deps.read_sessions() as session:
-            bind = session.get_bind()
-        engine = bind if isinstance(bind, Engine) else bind.engine
-        _READ_ENGINES[deps.read_sessions] = engine
-    return engine
+def _read_image(deps: ServiceDeps, image_id: str) -> renders.RenderableImage | None:
+    with deps.read_sessions() as session:
+        return renders.renderable_image(session, image_id)
 
 
 def _cached(deps: ServiceDeps, key: str) -> bytes | None:
@@ -288,8 +284,11 @@ def _render_and_store(deps: ServiceDeps, target: RenderTarget) -> bytes:
         width, height = planned.output
         if width * height > deps.render.max_output_pixels:
             raise _too_large(options, (width, height), deps.render.max_output_pixels)
-        source_size = _source_to_read(deps, facts, planned)
-        with _SLOTS.slot(deps.render.max_in_flight), contextlib.ExitStack() as stack:
+        source_size = (
+            render_source.size_to_read(facts, planned.decode) if deps.render.intermediate else None
+        )
+        slots = deps.render_runtime.slots
+        with slots.slot(deps.render.max_in_flight), contextlib.ExitStack() as stack:
             pixels_path, pixels_facts = path, facts
             if source_size is not None:
                 pixels_path, pixels_facts = stack.enter_context(
@@ -305,20 +304,11 @@ def _render_and_store(deps: ServiceDeps, target: RenderTarget) -> bytes:
                 planned=planned,
                 render_source=source_size is not None,
             )
-    deps.store.put_bytes(target.key, rendered.data, ObjectMeta.public(_media_type(rendered.data)))
+    meta = ObjectMeta.public(rendered.format.media_type)
+    deps.store.put_bytes(target.key, rendered.data, meta)
     RENDERS_FROM.labels("original" if source_size is None else "source").inc()
     RENDER_SECONDS.observe(time.perf_counter() - started)
     return rendered.data
-
-
-def _source_to_read(deps: ServiceDeps, facts: ProbeResult, planned: Plan) -> tuple[int, int] | None:
-    """The size of the render source this render reads, or None: it reads the original."""
-    if not deps.render.intermediate:
-        return None
-    size = render_source.source_size(facts)
-    if size is None or not render_source.serves(size, planned.decode):
-        return None
-    return size
 
 
 @contextmanager
@@ -329,7 +319,7 @@ def _render_source(
     is missing or damaged (once per process at a time: later renders wait for it)."""
     key = keys.render_source(sha256, render_source.SOURCE_VERSION)
     with contextlib.ExitStack() as files:
-        with _LOCKS.hold(key):
+        with deps.render_runtime.locks.hold(key):
             opened = _open_usable_source(deps, key, size, files)
             if opened is None:
                 deps.store.put_bytes(
@@ -358,15 +348,13 @@ def _open_usable_source(
     return (path, source) if source.upright_size == size else None
 
 
-def _media_type(data: bytes) -> str:
-    """The cached render's type, by the registry's own recognition of its first bytes."""
-    fmt = identify(data[:HEAD_BYTES])
-    return fmt.media_type if fmt is not None else "application/octet-stream"
+def _media_type(target: RenderTarget, data: bytes) -> str:
+    """The render's type: the format its key names; for ``legacy`` (JPEG or PNG, the
+    engine's choice by the result's alpha) the one of the two it came out as."""
+    return output_format(target.format, data[:8]).media_type
 
 
 # --- watermarks -------------------------------------------------------------------------
-
-_WATERMARK_DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
 def _too_large(options: RenderOptions, output: tuple[int, int], limit: int) -> BadOption:
@@ -403,54 +391,9 @@ def _watermark(deps: ServiceDeps, options: RenderOptions) -> tuple[Path | None, 
             "wm", f"one of the configured watermarks ({', '.join(available) or 'none'})", name
         ) from None
     memo = (str(path), stat.st_mtime_ns, stat.st_size)
-    digest = _WATERMARK_DIGESTS.get(memo)
+    digests = deps.render_runtime.watermark_digests
+    digest = digests.get(memo)
     if digest is None:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-        _WATERMARK_DIGESTS[memo] = digest
+        digests.put(memo, digest)
     return path, digest
-
-
-# --- in-process coordination ------------------------------------------------------------
-
-
-class _KeyedLocks:
-    """One lock per render key while anyone holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[str, tuple[threading.Lock, int]] = {}
-
-    @contextmanager
-    def hold(self, key: str) -> Iterator[None]:
-        with self._guard:
-            lock, users = self._locks.get(key, (threading.Lock(), 0))
-            self._locks[key] = (lock, users + 1)
-        try:
-            with lock:
-                yield
-        finally:
-            with self._guard:
-                lock, users = self._locks[key]
-                if users == 1:
-                    del self._locks[key]
-                else:
-                    self._locks[key] = (lock, users - 1)
-
-
-class _Slots:
-    """At most N cold renders at once in this process (libvips uses every core anyway)."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._semaphores: dict[int, threading.Semaphore] = {}
-
-    @contextmanager
-    def slot(self, size: int) -> Iterator[None]:
-        with self._guard:
-            semaphore = self._semaphores.setdefault(size, threading.Semaphore(size))
-        with semaphore:
-            yield
-
-
-_LOCKS = _KeyedLocks()
-_SLOTS = _Slots()

@@ -57,3 +57,19 @@ TEMP_FILES_REMOVED = Counter(
     "imgpipe_temp_files_removed",
     "Temporary files killed processes left behind (imgpipe-s3-* downloads), removed.",
 )
+# On-demand render (services/render.py).
+RENDERS = Counter("imgpipe_renders", "Render requests served, by cache outcome.", ["outcome"])
+RENDERS_FROM = Counter(
+    "imgpipe_renders_made",
+    "Cold renders made, by what they decoded: the render source or the original.",
+    ["source"],
+)
+RENDER_SOURCES_MADE = Counter(
+    "imgpipe_render_sources_made",
+    "Render sources a render had to make from the original (the worker makes the rest).",
+)
+RENDER_SECONDS = Histogram(
+    "imgpipe_render_duration_seconds",
+    "Cold render time: probe, decode, steps, encode and store.",
+    buckets=(0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2, 4, 8, 15, 30),
+)
