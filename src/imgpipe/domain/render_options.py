@@ -33,7 +33,8 @@ from imgpipe.domain.media import OUTPUT_FORMATS, ImageFormat
 # variants keep the keys their rows name. (Whether renders read the render source is in
 # the render key too: services/render.py.)
 # 3: one engine for profiles and renders; cover keeps the box's shape (undersize=crop).
-OUTPUT_VERSION = 3
+# 4: AVIF: q on WebP's scale (formats.quality_map), 4:4:4, effort 0 for renders.
+OUTPUT_VERSION = 4
 
 MAX_DIMENSION = 8192
 DEFAULT_QUALITY = 80  # renders; profiles say theirs (85 for the built-ins)

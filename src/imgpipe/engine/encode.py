@@ -26,10 +26,9 @@ AUTO_SSIM_TARGET = 0.985
 AUTO_QUALITY_RANGE = (40, 92)
 
 
-# WebP effort when a client waits (0-6; libvips' default, used for profile variants, is
-# 4): effort 2 encodes an 800x600 photo about 30% faster for files about 3% larger
-# (bench/render_bench.py).
-FAST_WEBP_EFFORT = 2
+# Effort when a client waits (the registry's fast_options).
+FAST_WEBP_EFFORT = dict(FORMATS[ImageFormat.WEBP].fast_options)["effort"]
+FAST_AVIF_EFFORT = dict(FORMATS[ImageFormat.AVIF].fast_options)["effort"]
 
 
 def encode(
@@ -58,9 +57,9 @@ def _encode(image: Any, fmt: ImageFormat, quality: int, fast: bool = False) -> b
         raise ValueError(f"cannot encode {fmt}")
     options: dict[str, Any] = dict(spec.saver_options)
     if not spec.lossless:
-        options["Q"] = quality
-    if fast and fmt is ImageFormat.WEBP:
-        options["effort"] = FAST_WEBP_EFFORT
+        options["Q"] = spec.saver_quality(quality)
+    if fast:
+        options.update(spec.fast_options)
     data: bytes = pyvips.Operation.call(f"{spec.saver}_buffer", image, **options)
     return data
 
