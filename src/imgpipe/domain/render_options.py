@@ -33,7 +33,8 @@ from imgpipe.domain.media import OUTPUT_FORMATS, ImageFormat
 # variants keep the keys their rows name. (Whether renders read the render source is in
 # the render key too: services/render.py.)
 # 3: one engine for profiles and renders; cover keeps the box's shape (undersize=crop).
-# 4: AVIF: q on WebP's scale (formats.quality_map), 4:4:4, effort 0 for renders.
+# 4: AVIF: q on WebP's scale (formats.quality_map), 4:4:4, effort 0 for renders; WebP
+#    renders larger than the render source's box at effort 0 (engine/encode.py).
 OUTPUT_VERSION = 4
 
 MAX_DIMENSION = 8192
