@@ -16,6 +16,7 @@ RAW) come before the general one (TIFF).
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -104,7 +105,20 @@ class FormatSpec:
     # Output formats: the libvips saver and its settings (quality is added unless lossless).
     saver: str | None = None
     saver_options: tuple[tuple[str, str | int | bool], ...] = ()
+    # Over saver_options when a client waits (on-demand renders): cheaper settings.
+    fast_options: tuple[tuple[str, str | int | bool], ...] = ()
+    # The saver's Q for a quality a user asks for, as (quality, Q) points, linear between
+    # them, from quality 1 to 100: one quality means about the same SSIMULACRA2 in every
+    # lossy format (WebP's Q scale). Empty: Q is the quality asked for.
+    quality_map: tuple[tuple[int, int], ...] = ()
     lossless: bool = False
+
+    def saver_quality(self, quality: int) -> int:
+        """The saver's Q for ``quality`` (1-100), through ``quality_map``."""
+        for (q0, v0), (q1, v1) in itertools.pairwise(self.quality_map):
+            if q0 <= quality <= q1:
+                return round(v0 + (quality - q0) * (v1 - v0) / (q1 - q0))
+        return quality
 
 
 def _is_tiff(head: bytes) -> bool:
@@ -165,6 +179,10 @@ _ENTRIES = (
         _m(lambda h: h[:4] == b"RIFF" and h[8:12] == b"WEBP"),
         Loader.VIPS, "webpload", alpha=True, animation=True, output=True,
         saver="webpsave", saver_options=(("keep", "none"),),
+        # When a client waits: effort 2 of 0-6 (libvips' default, for profile variants, is
+        # 4) encodes an 800x600 photo about 30% faster for files about 3% larger
+        # (bench/render_bench.py).
+        fast_options=(("effort", 2),),
     ),
     FormatSpec(
         ImageFormat.GIF, "GIF", "image/gif", ("gif",),
@@ -218,10 +236,19 @@ _ENTRIES = (
         ImageFormat.AVIF, "AVIF", "image/avif", ("avif",),
         _m(lambda h: bool(_ftyp_brands(h) & _HEIF_BRANDS_AVIF)),
         Loader.VIPS, "heifload", alpha=True, output=True,
-        # AVIF at libvips' default effort (4) costs seconds per megapixel; 2 keeps a cold
-        # render within budget for a file ~5% larger.
+        # libvips' default effort (4) costs seconds per megapixel: profile variants use 2,
+        # a waiting client 0 (libaom speed 9), which makes an 800x600 render from the
+        # render source in 62 ms of CPU median, 84 ms p99 (effort 2: 194 / 381) for files
+        # 12% larger at equal SSIMULACRA2. No chroma subsampling, as sharp's default: at
+        # equal SSIMULACRA2, smaller on 10 of the 11 corpus photos, up to 7% on text.
+        # quality_map: the AVIF Q at which the median corpus photo scores what WebP
+        # scores at that quality (bench/avif_settings_bench.py, docs/render.md).
         saver="heifsave",
-        saver_options=(("compression", "av1"), ("effort", 2), ("keep", "none")),
+        saver_options=(
+            ("compression", "av1"), ("effort", 2), ("subsample_mode", "off"), ("keep", "none"),
+        ),
+        fast_options=(("effort", 0),),
+        quality_map=((1, 1), (50, 45), (65, 50), (80, 58), (90, 73), (100, 100)),
     ),
     FormatSpec(
         ImageFormat.HEIC, "HEIC", "image/heic", ("heic", "heif"),

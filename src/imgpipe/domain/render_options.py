@@ -33,7 +33,9 @@ from imgpipe.domain.media import OUTPUT_FORMATS, ImageFormat
 # variants keep the keys their rows name. (Whether renders read the render source is in
 # the render key too: services/render.py.)
 # 3: one engine for profiles and renders; cover keeps the box's shape (undersize=crop).
-OUTPUT_VERSION = 3
+# 4: AVIF: q on WebP's scale (formats.quality_map), 4:4:4, effort 0 for renders; WebP
+#    renders larger than the render source's box at effort 0 (engine/encode.py).
+OUTPUT_VERSION = 4
 # The version of quality=auto's search (engine/auto_quality.py: its levels' targets, its
 # predictor and its calibration). Only keys of auto-quality outputs carry it
 # (``RenderOptions.key_text``), so retuning auto moves those keys and no others.

@@ -16,15 +16,20 @@ from imgpipe.domain.formats import FORMATS
 from imgpipe.domain.media import ImageFormat
 from imgpipe.domain.render_options import AutoQuality
 from imgpipe.engine import auto_quality, jxl
+from imgpipe.engine.plan import BASE_BOX
 
 # Each output format's saver and settings are in the registry (domain/formats.py).
 AVIF_EFFORT = dict(FORMATS[ImageFormat.AVIF].saver_options)["effort"]
 
 
-# WebP effort when a client waits (0-6; libvips' default, used for profile variants, is
-# 4): effort 2 encodes an 800x600 photo about 30% faster for files about 3% larger
-# (bench/render_bench.py).
-FAST_WEBP_EFFORT = 2
+# Effort when a client waits (the registry's fast_options).
+FAST_WEBP_EFFORT = dict(FORMATS[ImageFormat.WEBP].fast_options)["effort"]
+FAST_AVIF_EFFORT = dict(FORMATS[ImageFormat.AVIF].fast_options)["effort"]
+# A render larger than the render source's box is bound by its WebP encode, one thread:
+# 2400x1800 takes 141-337 ms of CPU at effort 2, 89-186 ms at this effort, for files 17%
+# larger (3-25%) at about the same SSIMULACRA2 (bench/large_render_bench.py --score).
+LARGE_RENDER_PIXELS = BASE_BOX[0] * BASE_BOX[1]
+LARGE_FAST_WEBP_EFFORT = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +104,10 @@ def _encode(image: Any, fmt: ImageFormat, quality: int, fast: bool = False) -> b
         raise ValueError(f"cannot encode {fmt}")
     options: dict[str, Any] = dict(spec.saver_options)
     if not spec.lossless:
-        options["Q"] = quality
-    if fast and fmt is ImageFormat.WEBP:
-        options["effort"] = FAST_WEBP_EFFORT
+        options["Q"] = spec.saver_quality(quality)
+    if fast:
+        options.update(spec.fast_options)
+        if fmt is ImageFormat.WEBP and image.width * image.height > LARGE_RENDER_PIXELS:
+            options["effort"] = LARGE_FAST_WEBP_EFFORT
     data: bytes = pyvips.Operation.call(f"{spec.saver}_buffer", image, **options)
     return data

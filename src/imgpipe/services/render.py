@@ -285,7 +285,7 @@ def _render_and_store(deps: ServiceDeps, target: RenderTarget) -> bytes:
         if width * height > deps.render.max_output_pixels:
             raise _too_large(options, (width, height), deps.render.max_output_pixels)
         source_size = (
-            render_source.size_to_read(facts, planned.decode) if deps.render.intermediate else None
+            render_source.source_for(facts, planned.decode) if deps.render.intermediate else None
         )
         slots = deps.render_runtime.slots
         with slots.slot(deps.render.max_in_flight), contextlib.ExitStack() as stack:
@@ -317,7 +317,8 @@ def _render_source(
 ) -> Iterator[tuple[Path, ProbeResult]]:
     """The image's render source as a local file, made from the original first when it
     is missing or damaged (once per process at a time: later renders wait for it)."""
-    key = keys.render_source(sha256, render_source.SOURCE_VERSION)
+    large = size != render_source.source_size(facts)  # the large copy has its own key
+    key = keys.render_source(sha256, render_source.SOURCE_VERSION, large=large)
     with contextlib.ExitStack() as files:
         with deps.render_runtime.locks.hold(key):
             opened = _open_usable_source(deps, key, size, files)

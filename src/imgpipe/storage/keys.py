@@ -22,10 +22,11 @@ def render(sha256: str, options_digest: str, ext: str) -> str:
     return f"renders/{sha256[:2]}/{sha256}/{options_digest}.{ext}"
 
 
-def render_source(sha256: str, version: int) -> str:
-    """The copy on-demand renders read instead of the original (engine/render_source.py).
-    Under the renders prefix: a cache like them, removed with them."""
-    return f"renders/{sha256[:2]}/{sha256}/source-v{version}.jpg"
+def render_source(sha256: str, version: int, *, large: bool = False) -> str:
+    """The copy on-demand renders read instead of the original (engine/render_source.py),
+    or with ``large`` its larger copy. Under the renders prefix: a cache like them,
+    removed with them."""
+    return f"renders/{sha256[:2]}/{sha256}/source-v{version}{'-large' if large else ''}.jpg"
 
 
 def renders_prefix(sha256: str) -> str:
