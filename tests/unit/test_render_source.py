@@ -167,12 +167,12 @@ def test_renders_from_the_copy_look_like_renders_from_the_original(
     assert psnr > 36, psnr
 
 
-def test_a_render_larger_than_the_copy_reads_the_original(deps: ServiceDeps) -> None:
+def test_a_render_larger_than_every_copy_reads_the_original(deps: ServiceDeps) -> None:
     image_id, _ = upload(deps, photo(4800, 3200, seed=4))
     before = renders_made("original")
-    data, _ = render(deps, image_id, "w=2400&format=png")
+    data, _ = render(deps, image_id, "w=3600&format=png")  # the large copy is 3240 wide
     assert renders_made("original") == before + 1
-    assert Image.open(io.BytesIO(data)).size == (2400, 1600)
+    assert Image.open(io.BytesIO(data)).size == (3600, 2400)
 
 
 def test_a_missing_copy_is_made_by_the_render_with_the_workers_bytes(
@@ -214,3 +214,25 @@ def test_with_the_setting_off_no_copy_is_written_or_read(deps: ServiceDeps) -> N
     data, _ = render(off, image_id, "w=300&format=png")
     assert Image.open(io.BytesIO(data)).size == (300, 200)
     assert not off.store.exists(source_key(sha))
+
+
+def test_a_render_larger_than_the_copy_makes_and_then_reads_the_large_copy(
+    deps: ServiceDeps,
+) -> None:
+    """w=2400 of a 24 MP photo does not fit the 1920x1080 copy: the first such render
+    makes the large copy (fitted in 3840x2160) under its own key, later ones read it."""
+    image_id, sha = upload(deps, photo(6000, 4000, seed=9))
+    large_key = keys.render_source(sha, SOURCE_VERSION, large=True)
+    assert deps.store.exists(source_key(sha)) and not deps.store.exists(large_key)
+    before = renders_made("source")
+    first, _ = render(deps, image_id, "w=2400&format=png")
+    copy = pyvips.Image.new_from_buffer(deps.store.get_bytes(large_key), "")
+    assert (copy.width, copy.height) == (3240, 2160)
+    assert renders_made("source") == before + 1
+    again, _ = render(deps, image_id, "w=2400&q=70&format=webp")
+    assert renders_made("source") == before + 2
+    assert pyvips.Image.new_from_buffer(again, "").width == 2400
+    assert pyvips.Image.new_from_buffer(first, "").width == 2400
+    # A render that fits the small copy still reads that one, never the large one.
+    small, _ = render(deps, image_id, "w=800&format=png")
+    assert pyvips.Image.new_from_buffer(small, "").width == 800
