@@ -53,8 +53,9 @@ lint: $(DEV_STAMP)
 
 ci: lint test
 
+# Every performance target, each beside its baseline in the same run (bench/all.py).
 bench: $(DEV_STAMP)
-	$(BIN)/python bench/process_bench.py
+	$(BIN)/python bench/all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
