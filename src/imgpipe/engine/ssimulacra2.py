@@ -142,7 +142,7 @@ def rgb_pixels(image: Any) -> np.ndarray:
 
 
 def _sizes(width: int, height: int) -> list[tuple[int, int]]:
-    sizes = []
+    sizes: list[tuple[int, int]] = []
     while len(sizes) < SCALES and width >= 8 and height >= 8:
         sizes.append((width, height))
         width, height = (width + 1) // 2, (height + 1) // 2
@@ -191,17 +191,21 @@ def _blur(planes: np.ndarray) -> np.ndarray:
     tall = np.pad(planes, ((0, 0), (RADIUS, RADIUS), (0, 0)), mode="symmetric")
     out = tall[:, RADIUS : RADIUS + h] * taps[0]
     for k in range(1, RADIUS + 1):
-        out += (tall[:, RADIUS - k : RADIUS - k + h] + tall[:, RADIUS + k : RADIUS + k + h]) * taps[k]
+        out += (tall[:, RADIUS - k : RADIUS - k + h] + tall[:, RADIUS + k : RADIUS + k + h]) * taps[
+            k
+        ]
     wide = np.pad(out, ((0, 0), (0, 0), (RADIUS, RADIUS)))
     out = wide[..., RADIUS : RADIUS + w] * taps[0]
     for k in range(1, RADIUS + 1):
-        out += (wide[..., RADIUS - k : RADIUS - k + w] + wide[..., RADIUS + k : RADIUS + k + w]) * taps[k]
-    return out
+        out += (
+            wide[..., RADIUS - k : RADIUS - k + w] + wide[..., RADIUS + k : RADIUS + k + w]
+        ) * taps[k]
+    return np.asarray(out)
 
 
 def _taps() -> np.ndarray:
     taps = np.exp(-0.5 * (np.arange(RADIUS + 1) / SIGMA) ** 2)
-    return (taps / (2 * taps.sum() - taps[0])).astype(np.float32)
+    return np.asarray(taps / (2 * taps.sum() - taps[0]), dtype=np.float32)
 
 
 def _pooled(img1: np.ndarray, mu1: np.ndarray, sq1: np.ndarray, img2: np.ndarray) -> list[float]:
@@ -241,4 +245,4 @@ def _final(values: list[list[float]]) -> float:
     )
     if total <= 0:
         return 100.0
-    return 100.0 - 10.0 * total**0.6276336467831387
+    return float(100.0 - 10.0 * total**0.6276336467831387)
