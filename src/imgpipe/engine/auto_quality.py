@@ -2,28 +2,34 @@
 
 The levels (domain/render_options.py ``AutoQuality``) are judged by SSIMULACRA2
 (engine/ssimulacra2.py: the published algorithm in numpy, within 0.02 of the
-``ssimulacra2`` package). Scoring the whole image costs more than encoding it, so the
-search scores a sample and the whole image is encoded once:
+``ssimulacra2`` package). Scoring the whole image costs about as much as encoding it, so a
+sample finds the neighbourhood cheaply and the whole image decides:
 
-- **The sample.** 16 tiles of 64x64 pixels, one at the centre of each cell of a 4x4 grid
-  over the image, joined into one 256x256 image (a seventh of an 800x600 image; an image
+- **The sample.** 9 tiles of 96x96 pixels, one at the centre of each cell of a 3x3 grid
+  over the image, joined into one 288x288 image (a sixth of an 800x600 image; an image
   under twice that is its own sample). Tiles sit on 16-pixel boundaries, so the encoder
   cuts them into the blocks it cuts the whole image into.
 - **The trials.** The sample is encoded at the level's usual quality, at a fast encoder
-  effort (``encode_at(..., trial=True)``), and scored with SSIMULACRA2 against itself
-  unencoded. The next trial jumps by the score's gap to the threshold over the corpus'
-  slope (``SLOPE`` points per quality step); once two trials bracket the threshold, the
-  answer is interpolated between them. At most ``MAX_TRIALS`` trials.
-- **The answer.** The whole image, encoded once at the quality found (at its real effort).
+  effort (``encode_at(..., trial=True)``), and scored against itself unencoded. The next
+  trial jumps by the score's gap to the threshold over its slope (``SLOPE`` after one
+  trial); once two trials bracket the threshold, the line between them places the next.
+  At most ``MAX_TRIALS``.
+- **The checks.** The whole image, encoded at its real effort from the sample's answer and
+  scored: moved up while it misses the target (plus ``AGREEMENT``), down while it leaves a
+  step of room, until the lowest passing quality sits next to a failing one, at most
+  ``MAX_CHECKS`` encodes. The answer is always an encode that was scored, so each output
+  keeps its level's target however the sample misjudged it.
 
-A level's threshold is its SSIMULACRA2 target plus the margin that covers the sample's
-error against the whole image (``LEVELS``; bench/quality_auto_bench.py ``--calibrate``
-measures it on the corpus). ``auto:best`` is different in kind: the design's quality
-floor, SSIM above 0.95 against the resized source (``floor_ssim``, computed as
-scikit-image's ``structural_similarity`` computes it: 7x7 window, mean over R, G, B).
-Its search uses the sample's SSIM, then checks the whole output and steps up until it
-passes; where no quality passes (a noisy source, whose noise no lossy encoder keeps) it
-says so (``AutoResult.met`` False) and keeps the encoder's best.
+A level's threshold for the sample is its SSIMULACRA2 target plus about the median of how
+far the sample scores above the whole image at the target (``LEVELS``;
+bench/quality_auto_bench.py ``--calibrate`` measures it: about 3 for good, 6 for eco).
+
+``auto:best`` is different in kind: the design's quality floor, SSIM above 0.95 against
+the resized source (``floor_ssim``, computed as scikit-image's ``structural_similarity``
+computes it: 7x7 window, mean over R, G, B). Its search uses the sample's SSIM, then
+checks the whole output and steps up until it passes; where no quality passes (a noisy
+source, whose noise no lossy encoder keeps) it says so (``AutoResult.met`` False) and
+keeps the encoder's best.
 """
 
 from __future__ import annotations
