@@ -104,7 +104,7 @@ def test_ssimulacra2_agrees_with_the_package(image: Any, results: dict[AutoQuali
 
 
 def test_ssimulacra2_of_an_image_against_itself_is_100(image: Any) -> None:
-    assert ssimulacra2.score(image, image) == pytest.approx(100.0)
+    assert ssimulacra2.score(image, image) == pytest.approx(100.0, abs=0.01)
 
 
 def test_the_search_stops_next_to_a_failing_quality() -> None:
@@ -117,6 +117,16 @@ def test_the_search_stops_next_to_a_failing_quality() -> None:
 
     assert auto_quality.search(trial, spec) == (63, True)
     assert len(tried) <= auto_quality.MAX_TRIALS
+
+
+def test_a_search_that_never_passes_points_on_not_at_the_ceiling() -> None:
+    spec = auto_quality.LEVELS[AutoQuality.ECO]
+
+    def trial(quality: int) -> float:  # a flat score: the sample never clears the bar
+        return spec.threshold - 1 + 0.01 * (quality - spec.start)
+
+    quality, found = auto_quality.search(trial, spec)
+    assert not found and spec.start < quality < spec.ceiling
 
 
 def test_best_keeps_the_ssim_floor_or_says_it_could_not(

@@ -11,7 +11,7 @@ sample finds the neighbourhood cheaply and the whole image decides:
   cuts them into the blocks it cuts the whole image into.
 - **The trials.** The sample is encoded at the level's usual quality, at a fast encoder
   effort (``encode_at(..., trial=True)``), and scored against itself unencoded. The next
-  trial jumps by the score's gap to the threshold over its slope (``SLOPE`` after one
+  trial jumps by the score's gap to the threshold over its slope (the level's after one
   trial); once two trials bracket the threshold, the line between them places the next.
   At most ``MAX_TRIALS``.
 - **The checks.** The whole image, encoded at its real effort from the sample's answer and
@@ -22,7 +22,8 @@ sample finds the neighbourhood cheaply and the whole image decides:
 
 A level's threshold for the sample is its SSIMULACRA2 target plus about the median of how
 far the sample scores above the whole image at the target (``LEVELS``;
-bench/quality_auto_bench.py ``--calibrate`` measures it: about 3 for good, 6 for eco).
+bench/quality_auto_bench.py ``--calibrate``: medians 2.6 for good, 3.6 for eco, ranges
+0.2-3.6 and -1.5-5.8 over the corpus; the whole-image checks absorb the spread).
 
 ``auto:best`` is different in kind: the design's quality floor, SSIM above 0.95 against
 the resized source (``floor_ssim``, computed as scikit-image's ``structural_similarity``
@@ -61,18 +62,18 @@ class Level:
     threshold: float  # the sample's SSIMULACRA2 (or, for best, the SSIM) to clear
     target: float  # what the bench holds the output to (SSIMULACRA2; SSIM for best)
     ceiling: int  # the highest quality tried: good never costs more than q85, its yardstick
+    slope: float = 1.0  # SSIMULACRA2 points per quality step near the target, corpus median
 
 
 # SSIMULACRA2's scale: 90 visually lossless, 70 high quality, 50 medium. good: not told
 # from quality 85 at normal viewing (q85 scores 77 median on the corpus); eco: fewer
 # bytes, artefacts visible side by side. Thresholds: target + the sample's margin.
 LEVELS = {
-    AutoQuality.ECO: Level(start=60, threshold=65.5, target=60.0, ceiling=80),
-    AutoQuality.GOOD: Level(start=76, threshold=73.0, target=70.0, ceiling=85),
+    AutoQuality.ECO: Level(start=60, threshold=63.6, target=60.0, ceiling=80, slope=0.5),
+    AutoQuality.GOOD: Level(start=76, threshold=72.6, target=70.0, ceiling=85, slope=1.0),
     AutoQuality.BEST: Level(start=88, threshold=0.95, target=0.95, ceiling=100),
 }
 QUALITY_RANGE = (20, 100)
-SLOPE = 0.8  # SSIMULACRA2 points per WebP quality step near 60-70, corpus median
 MAX_TRIALS = 3  # trial encodes of the sample (good, eco)
 MAX_CHECKS = 4  # encodes of the whole image, each scored (good, eco)
 AGREEMENT = 0.1  # engine/ssimulacra2.py against the ssimulacra2 package: within 0.02 seen
@@ -126,7 +127,7 @@ def _checked(image: Any, spec: Level, quality: int, encode_at: Encoder) -> AutoR
         data = encode_at(image, quality)
         encodes[quality] = (reference.score(pyvips.Image.new_from_buffer(data, "")), data)
         scores = {q: score for q, (score, _) in encodes.items()}
-        following = _next(scores, need, low, high)
+        following = _next(scores, need, low, high, spec.slope)
         if following is None or following in encodes:
             break
         quality = following
@@ -149,12 +150,12 @@ def search(trial: Callable[[int], float], spec: Level) -> tuple[int, bool]:
     for _ in range(MAX_TRIALS):
         assert quality is not None
         scores[quality] = trial(quality)
-        quality = _next(scores, spec.threshold, low, high)
+        quality = _next(scores, spec.threshold, low, high, spec.slope)
         if quality is None or quality in scores:
             break
     passed = [q for q, s in scores.items() if s >= spec.threshold]
-    if not passed:
-        return high, False
+    if not passed:  # where the last jump pointed (the whole image's checks go on from it)
+        return (high if quality is None else quality), False
     above = min(passed)
     failed = [q for q, s in scores.items() if s < spec.threshold and q < above]
     if not failed:
@@ -163,11 +164,13 @@ def search(trial: Callable[[int], float], spec: Level) -> tuple[int, bool]:
     return _crossing(below, scores[below], above, scores[above], spec.threshold), True
 
 
-def _next(scores: dict[int, float], threshold: float, low: int, high: int) -> int | None:
+def _next(
+    scores: dict[int, float], threshold: float, low: int, high: int, slope: float
+) -> int | None:
     """The quality to try after ``scores`` (quality: score), or None when the lowest
     passing quality is known: between the nearest trials either side of the threshold
     (on the line through them), else a jump by the gap over the slope of the two
-    nearest trials (SLOPE after one)."""
+    nearest trials (``slope`` after one)."""
     passed = [q for q, s in scores.items() if s >= threshold]
     above = min(passed, default=None)
     failed = [q for q, s in scores.items() if s < threshold and (above is None or q < above)]
@@ -178,10 +181,9 @@ def _next(scores: dict[int, float], threshold: float, low: int, high: int) -> in
         return _between(below, scores[below], above, scores[above], threshold)
     nearest = above if above is not None else below
     assert nearest is not None
-    slope = SLOPE
     if len(scores) >= 2:
         other = sorted(scores, key=lambda q: abs(q - nearest))[1]
-        slope = max(SLOPE / 2, (scores[nearest] - scores[other]) / (nearest - other))
+        slope = max(slope / 2, (scores[nearest] - scores[other]) / (nearest - other))
     gap = (threshold - scores[nearest]) / slope
     if above is not None:  # passing everywhere tried: down, by whole steps of room
         step = math.floor(-gap)
