@@ -40,7 +40,8 @@ OUTPUT_VERSION = 4
 # predictor and its calibration). Only keys of auto-quality outputs carry it
 # (``RenderOptions.key_text``), so retuning auto moves those keys and no others.
 # 2: SSIMULACRA2-calibrated levels (auto:best, auto:good, auto:eco) replace block SSIM 0.985.
-AUTO_QUALITY_VERSION = 2
+# 3: eco and good checked with SSIMULACRA2 itself on the whole image (engine/ssimulacra2.py).
+AUTO_QUALITY_VERSION = 3
 
 MAX_DIMENSION = 8192
 DEFAULT_QUALITY = 80  # renders; profiles say theirs (85 for the built-ins)

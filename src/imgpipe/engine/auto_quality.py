@@ -1,80 +1,88 @@
 """quality=auto: the fewest bytes that keep a level's perceptual target, found cheaply.
 
-The levels (domain/render_options.py ``AutoQuality``) are judged by SSIMULACRA2, a
-perceptual metric that takes about a second per 800x600 image in Python: too slow to run
-per render, so it judges only in the bench (bench/quality_auto_bench.py). Here a fast
-predictor stands in for it:
+The levels (domain/render_options.py ``AutoQuality``) are judged by SSIMULACRA2
+(engine/ssimulacra2.py: the published algorithm in numpy, within 0.02 of the
+``ssimulacra2`` package). Scoring the whole image costs about as much as encoding it, so a
+sample finds the neighbourhood cheaply and the whole image decides:
 
-- **The sample.** Up to 48 tiles of 32x32 pixels, one at the centre of each cell of a grid
-  over the image, joined into one small image (about a tenth of an 800x600 image; an
-  image under four times that is its own sample). The encoder compresses the sample at a
-  trial quality much as it compresses those tiles in the whole image.
-- **The predictor.** ``predict_ssimulacra2`` turns the sample and its encoded copy into an
-  estimate of SSIMULACRA2: the loss of SSIM (Gaussian window, sigma 1.5) on luma at three
-  scales, pooled as a mean and as a 4-norm (SSIMULACRA2's own two poolings), plus the
-  loss on each chroma plane at half size; a linear model fitted by least squares to
-  SSIMULACRA2 over 11 corpus photos x 16 WebP qualities (``PREDICTORS``).
-- **The search.** From the level's usual quality, a few trial encodes of the sample
-  (``MAX_PROBES``) bracket and then halve the interval to the lowest quality whose
-  predicted score clears the level's threshold, then one encode of the whole image.
+- **The sample.** 9 tiles of 96x96 pixels, one at the centre of each cell of a 3x3 grid
+  over the image, joined into one 288x288 image (a sixth of an 800x600 image; an image
+  under twice that is its own sample). Tiles sit on 16-pixel boundaries, so the encoder
+  cuts them into the blocks it cuts the whole image into.
+- **The trials.** The sample is encoded at the level's usual quality, at a fast encoder
+  effort (``encode_at(..., trial=True)``), and scored against itself unencoded. The next
+  trial jumps by the score's gap to the threshold over its slope (the level's after one
+  trial); once two trials bracket the threshold, the line between them places the next.
+  At most ``MAX_TRIALS``.
+- **The checks.** The whole image, encoded at its real effort from the sample's answer and
+  scored: moved up while it misses the target (plus ``AGREEMENT``), down while it leaves
+  ``ROOM`` quality steps of room, until the lowest passing quality sits next to a failing
+  one, at most ``MAX_CHECKS`` encodes. The answer is always an encode that was scored, so
+  each output keeps its level's target however the sample misjudged it.
 
-A level's threshold is its SSIMULACRA2 target plus the predictor's worst under-estimate
-near that target over the corpus (``LEVELS``), so every corpus photo meets its level's
-target as SSIMULACRA2 itself judges it. ``auto:best`` is different in kind: the design's
-quality floor, SSIM above 0.95 against the resized source (``floor_ssim``, computed as
-scikit-image's ``structural_similarity`` computes it: 7x7 window, mean over R, G, B). Its
-search uses the sample's SSIM, then checks the whole output and steps up until it passes;
-where no quality passes (a noisy source, whose noise no lossy encoder keeps) it says so
-(``AutoResult.met`` False) and keeps the encoder's best.
+A level's threshold for the sample is its SSIMULACRA2 target plus the upper end of how far
+the sample scores above the whole image at the target (``LEVELS``;
+bench/quality_auto_bench.py ``--calibrate``: medians 2.6 for good, 3.6 for eco, ranges
+0.2-3.6 and -1.5-5.8 over the corpus), so the first check of the whole image usually
+passes and at most a step down follows: each check costs about two and a half encodes.
+
+``auto:best`` is different in kind: the design's quality floor, SSIM above 0.95 against
+the resized source (``floor_ssim``, computed as scikit-image's ``structural_similarity``
+computes it: 7x7 window, mean over R, G, B). Its search uses the sample's SSIM, then
+checks the whole output and steps up until it passes; where no quality passes (a noisy
+source, whose noise no lossy encoder keeps) it says so (``AutoResult.met`` False) and
+keeps the encoder's best.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyvips
 
 from imgpipe.domain.media import ImageFormat
 from imgpipe.domain.render_options import AutoQuality
+from imgpipe.engine import ssimulacra2
 
 if TYPE_CHECKING:
     import numpy as np
 
-Encoder = Callable[[Any, int], bytes]
+
+class Encoder(Protocol):
+    def __call__(self, image: Any, quality: int, /, trial: bool = False) -> bytes:
+        """``image`` at ``quality``; ``trial``: a search's trial, speed before bytes."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
 class Level:
     start: int  # the quality the search tries first: the level's median on the corpus
-    threshold: float  # the predicted SSIMULACRA2 (or, for best, the SSIM) to clear
+    threshold: float  # the sample's SSIMULACRA2 (or, for best, the SSIM) to clear
     target: float  # what the bench holds the output to (SSIMULACRA2; SSIM for best)
     ceiling: int  # the highest quality tried: good never costs more than q85, its yardstick
+    slope: float = 1.0  # SSIMULACRA2 points per quality step near the target, corpus median
 
 
 # SSIMULACRA2's scale: 90 visually lossless, 70 high quality, 50 medium. good: not told
 # from quality 85 at normal viewing (q85 scores 77 median on the corpus); eco: fewer
-# bytes, artefacts visible side by side. Thresholds: target + the calibration margin.
+# bytes, artefacts visible side by side. Thresholds: target + the sample's margin.
 LEVELS = {
-    AutoQuality.ECO: Level(start=60, threshold=63.3, target=60.0, ceiling=80),
-    AutoQuality.GOOD: Level(start=78, threshold=72.9, target=70.0, ceiling=85),
+    AutoQuality.ECO: Level(start=60, threshold=65.8, target=60.0, ceiling=80, slope=0.5),
+    AutoQuality.GOOD: Level(start=76, threshold=73.6, target=70.0, ceiling=85, slope=1.0),
     AutoQuality.BEST: Level(start=88, threshold=0.95, target=0.95, ceiling=100),
 }
 QUALITY_RANGE = (20, 100)
-MAX_PROBES = 4  # trial encodes of the sample (good, eco); best adds checks of the whole
+MAX_TRIALS = 3  # trial encodes of the sample (good, eco)
+ROOM = 2  # quality steps of room below a passing encode worth another check
+MAX_CHECKS = 4  # encodes of the whole image, each scored (good, eco)
+AGREEMENT = 0.1  # engine/ssimulacra2.py against the ssimulacra2 package: within 0.02 seen
 MAX_BEST_STEPS = 4  # best: whole-image checks stepping up from the sample's answer
 
-TILE = 64  # multiples of 16: whole macroblocks (WebP), superblock halves (AV1)
-TILES = 24
-
-# Per level: SSIMULACRA2 ~ intercept - sum(weight * feature), features in ``features``'
-# order, fitted on the corpus photos' samples near the level's target
-# (bench/quality_auto_bench.py --calibrate prints them).
-PREDICTORS: dict[AutoQuality, tuple[float, tuple[float, ...]]] = {
-    AutoQuality.ECO: (83.37, (245.52, 187.80, -1054.06, -253.72, 3211.25, -44.52, -15.91, 61.53)),
-    AutoQuality.GOOD: (85.43, (184.83, 152.48, -712.75, -296.04, 2958.99, 104.08, -25.66, 108.61)),
-}
+TILE = 96  # multiples of 16: whole macroblocks (WebP), superblock halves (AV1)
+GRID = 3  # TILE * GRID >= 256: six SSIMULACRA2 scales, as the whole image has
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,37 +97,147 @@ def encode_auto(image: Any, fmt: ImageFormat, level: AutoQuality, encode_at: Enc
     """The smallest encoding of ``image`` (one frame) that keeps ``level``."""
     spec = LEVELS[level]
     sample, whole = make_sample(image)
+    if level is AutoQuality.BEST:
+        return _encode_best(image, sample, whole, encode_at)
+    if whole:  # the sample is the image: trials at the real effort, scored against it
+        return _checked(image, spec, spec.start, encode_at)
+    reference = ssimulacra2.Reference(sample)
+    trials = 0
+
+    def trial(quality: int) -> float:
+        nonlocal trials
+        trials += 1
+        data = encode_at(sample, quality, trial=True)
+        return reference.score(pyvips.Image.new_from_buffer(data, ""))
+
+    quality, _ = search(trial, spec)
+    found = _checked(image, spec, quality, encode_at)
+    return AutoResult(found.data, found.quality, found.met, found.probes + trials)
+
+
+def _checked(image: Any, spec: Level, quality: int, encode_at: Encoder) -> AutoResult:
+    """The whole image encoded from ``quality`` and scored, then moved (up while it
+    misses the target, down while the score leaves ROOM steps of room) until the lowest
+    passing quality sits next to a failing one, in at most MAX_CHECKS encodes. The
+    answer is always an encode that was scored."""
+    reference = ssimulacra2.Reference(image)
+    need = spec.target + AGREEMENT
+    low, high = QUALITY_RANGE[0], spec.ceiling
+    quality = min(high, max(low, quality))
+    encodes: dict[int, tuple[float, bytes]] = {}
+    for _ in range(MAX_CHECKS):
+        data = encode_at(image, quality)
+        encodes[quality] = (reference.score(pyvips.Image.new_from_buffer(data, "")), data)
+        scores = {q: score for q, (score, _) in encodes.items()}
+        following = _next(scores, need, low, high, spec.slope)
+        if following is None or following in encodes:
+            break
+        quality = following
+    passed = [q for q, (score, _) in encodes.items() if score >= need]
+    if passed:
+        best = min(passed)
+        return AutoResult(encodes[best][1], best, True, len(encodes))
+    if high in encodes:
+        return AutoResult(encodes[high][1], high, False, len(encodes))
+    return AutoResult(encode_at(image, high), high, False, len(encodes) + 1)
+
+
+def search(trial: Callable[[int], float], spec: Level) -> tuple[int, bool]:
+    """The lowest quality up to the level's ceiling whose trial (an SSIMULACRA2 score)
+    clears its threshold, in at most MAX_TRIALS trials (see ``_next``); where the trials
+    leave a gap, the line between them places the answer."""
+    low, high = QUALITY_RANGE[0], spec.ceiling
+    scores: dict[int, float] = {}
+    quality: int | None = spec.start
+    for _ in range(MAX_TRIALS):
+        assert quality is not None
+        scores[quality] = trial(quality)
+        quality = _next(scores, spec.threshold, low, high, spec.slope)
+        if quality is None or quality in scores:
+            break
+    passed = [q for q, s in scores.items() if s >= spec.threshold]
+    if not passed:  # where the last jump pointed (the whole image's checks go on from it)
+        return (high if quality is None else quality), False
+    above = min(passed)
+    failed = [q for q, s in scores.items() if s < spec.threshold and q < above]
+    if not failed:
+        return above, True
+    below = max(failed)
+    return _crossing(below, scores[below], above, scores[above], spec.threshold), True
+
+
+def _next(
+    scores: dict[int, float], threshold: float, low: int, high: int, slope: float
+) -> int | None:
+    """The quality to try after ``scores`` (quality: score), or None when the lowest
+    passing quality is known: between the nearest trials either side of the threshold
+    (on the line through them), else a jump by the gap over the slope of the two
+    nearest trials (``slope`` after one)."""
+    passed = [q for q, s in scores.items() if s >= threshold]
+    above = min(passed, default=None)
+    failed = [q for q, s in scores.items() if s < threshold and (above is None or q < above)]
+    below = max(failed, default=None)
+    if above is not None and below is not None:
+        if above - below <= 1:
+            return None
+        return _between(below, scores[below], above, scores[above], threshold)
+    nearest = above if above is not None else below
+    assert nearest is not None
+    if len(scores) >= 2:
+        other = sorted(scores, key=lambda q: abs(q - nearest))[1]
+        slope = max(slope / 2, (scores[nearest] - scores[other]) / (nearest - other))
+    gap = (threshold - scores[nearest]) / slope
+    if above is not None:  # passing everywhere tried: down, by whole steps of room
+        step = math.floor(-gap)
+        return None if step < ROOM or above == low else max(low, above - min(step, 15))
+    if below == high:
+        return None
+    return min(high, nearest + min(15, max(1, math.ceil(gap))))
+
+
+def _between(low: int, low_score: float, high: int, high_score: float, threshold: float) -> int:
+    """The quality where the line through two trials crosses ``threshold``, rounded up,
+    strictly between them."""
+    return min(high - 1, _crossing(low, low_score, high, high_score, threshold))
+
+
+def _crossing(low: int, low_score: float, high: int, high_score: float, threshold: float) -> int:
+    """The quality where the line through two trials crosses ``threshold``, rounded up,
+    above ``low`` and at most ``high``."""
+    if high_score <= low_score:
+        return high
+    crossing = low + (threshold - low_score) * (high - low) / (high_score - low_score)
+    return min(high, max(low + 1, math.ceil(round(crossing, 6))))
+
+
+def _encode_best(image: Any, sample: Any, whole: bool, encode_at: Encoder) -> AutoResult:
+    """auto:best: a bisection on the sample's SSIM, then the whole image checked."""
+    spec = LEVELS[AutoQuality.BEST]
     reference = rgb_array(sample)
     encodes: dict[int, bytes] = {}
 
     def trial(quality: int) -> float:
         data = encode_at(sample, quality)
         encodes[quality] = data
-        decoded = rgb_array(pyvips.Image.new_from_buffer(data, ""))
-        if level is AutoQuality.BEST:
-            return floor_ssim(reference, decoded)
-        return predict_ssimulacra2(level, reference, decoded)
+        return floor_ssim(reference, rgb_array(pyvips.Image.new_from_buffer(data, "")))
 
-    quality, met = _search(trial, spec.start, spec.threshold, spec.ceiling)
-    probes = len(encodes)
-    if whole:  # the sample was the image: its encode is the answer
-        return AutoResult(encodes[quality], quality, met, probes)
-    if level is AutoQuality.BEST:
-        return _check_best(image, encode_at, quality, probes)
-    return AutoResult(encode_at(image, quality), quality, met, probes + 1)
+    quality, met = _bisect(trial, spec.start, spec.threshold, spec.ceiling)
+    if whole:
+        return AutoResult(encodes[quality], quality, met, len(encodes))
+    return _check_best(image, encode_at, quality, len(encodes))
 
 
-def _search(
+def _bisect(
     trial: Callable[[int], float], start: int, threshold: float, ceiling: int
 ) -> tuple[int, bool]:
-    """The lowest quality up to ``ceiling`` whose trial clears ``threshold``, within
-    MAX_PROBES trials: a step of 8 from ``start`` until bracketed, then halving."""
+    """The lowest quality up to ``ceiling`` whose trial exceeds ``threshold``, within four
+    trials: a step of 8 from ``start`` until bracketed, then halving."""
     low_q, high_q = QUALITY_RANGE[0], ceiling
     passed: int | None = None  # lowest quality seen to pass
     failed: int | None = None  # highest quality seen to fail
     quality, step = start, 8
-    for _ in range(MAX_PROBES):
-        if trial(quality) >= threshold:
+    for _ in range(4):
+        if trial(quality) > threshold:
             passed = quality
         else:
             failed = quality
@@ -167,81 +285,21 @@ def _check_best(image: Any, encode_at: Encoder, quality: int, tried: int) -> Aut
 
 
 def make_sample(image: Any) -> tuple[Any, bool]:
-    """Tiles from a grid over the image joined into one image, or the image itself when
-    it is small; True when it is the image itself."""
-    small = image.width * image.height <= 2 * TILES * TILE * TILE
-    if small or min(image.width, image.height) < 4 * TILE:
+    """GRID x GRID tiles from a grid over the image joined into one image, or the image
+    itself when it is small; True when it is the image itself."""
+    side = GRID * TILE
+    if image.width * image.height <= 2 * side * side or min(image.width, image.height) < side:
         return image.copy_memory(), True
-    cols = max(1, min(image.width // TILE, round((TILES * image.width / image.height) ** 0.5)))
-    rows = max(1, min(image.height // TILE, TILES // cols))
     tiles = []
-    for row in range(rows):
-        for col in range(cols):
-            x = int((col + 0.5) * image.width / cols - TILE / 2) // 16 * 16
-            y = int((row + 0.5) * image.height / rows - TILE / 2) // 16 * 16
+    for row in range(GRID):
+        for col in range(GRID):
+            x = int((col + 0.5) * image.width / GRID - TILE / 2) // 16 * 16
+            y = int((row + 0.5) * image.height / GRID - TILE / 2) // 16 * 16
             tiles.append(image.crop(x, y, TILE, TILE))
-    return pyvips.Image.arrayjoin(tiles, across=cols).copy_memory(), False
+    return pyvips.Image.arrayjoin(tiles, across=GRID).copy_memory(), False
 
 
-# --- the predictor ------------------------------------------------------------------------
-
-
-def predict_ssimulacra2(level: AutoQuality, reference: np.ndarray, candidate: np.ndarray) -> float:
-    """The level's linear model of SSIMULACRA2 over ``features`` (8-bit sRGB arrays)."""
-    intercept, weights = PREDICTORS[level]
-    values = features(reference, candidate)
-    return intercept - sum(w * f for w, f in zip(weights, values, strict=True))
-
-
-def features(reference: np.ndarray, candidate: np.ndarray) -> list[float]:
-    """SSIM losses: luma at full, half and quarter size (mean and 4-norm each), then the
-    two chroma planes at half size (mean)."""
-    import numpy as np
-
-    y_a, cb_a, cr_a = _ycc(reference)
-    y_b, cb_b, cr_b = _ycc(candidate)
-    values: list[float] = []
-    for scale in range(3):
-        if scale:
-            y_a, y_b = _half(y_a), _half(y_b)
-        loss = 1.0 - _ssim_map(y_a, y_b)
-        values += [float(loss.mean()), float(np.mean(np.maximum(loss, 0.0) ** 4) ** 0.25)]
-    for a, b in ((cb_a, cb_b), (cr_a, cr_b)):
-        values.append(float((1.0 - _ssim_map(_half(a), _half(b))).mean()))
-    return values
-
-
-def _ycc(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    y = 0.299 * r + 0.587 * g + 0.114 * b
-    return y, (b - y) * 0.564, (r - y) * 0.713
-
-
-def _half(x: np.ndarray) -> np.ndarray:
-    h, w = x.shape[0] // 2 * 2, x.shape[1] // 2 * 2
-    return 0.25 * (x[:h:2, :w:2] + x[1:h:2, :w:2] + x[:h:2, 1:w:2] + x[1:h:2, 1:w:2])  # type: ignore[no-any-return]
-
-
-def _gauss(x: np.ndarray) -> np.ndarray:
-    """Gaussian blur, sigma 1.5, radius 4, edges reflected."""
-    import numpy as np
-
-    taps = np.exp(-0.5 * (np.arange(-4, 5) / 1.5) ** 2)
-    taps = (taps / taps.sum()).astype(np.float32)
-    padded = np.pad(x, 4, mode="reflect")
-    rows = sum(taps[k] * padded[k : k + x.shape[0], :] for k in range(9))
-    return sum(taps[k] * rows[:, k : k + x.shape[1]] for k in range(9))  # type: ignore[no-any-return]
-
-
-def _ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    mu_a, mu_b = _gauss(a), _gauss(b)
-    var_a = _gauss(a * a) - mu_a * mu_a
-    var_b = _gauss(b * b) - mu_b * mu_b
-    cov = _gauss(a * b) - mu_a * mu_b
-    return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (  # type: ignore[no-any-return]
-        (mu_a * mu_a + mu_b * mu_b + c1) * (var_a + var_b + c2)
-    )
+# --- pixels ------------------------------------------------------------------------------
 
 
 def _srgb(image: Any) -> Any:

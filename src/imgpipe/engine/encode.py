@@ -30,6 +30,10 @@ FAST_AVIF_EFFORT = dict(FORMATS[ImageFormat.AVIF].fast_options)["effort"]
 # larger (3-25%) at about the same SSIMULACRA2 (bench/large_render_bench.py --score).
 LARGE_RENDER_PIXELS = BASE_BOX[0] * BASE_BOX[1]
 LARGE_FAST_WEBP_EFFORT = 0
+# WebP effort for quality=auto's trial encodes of its sample: effort 0 takes a third of
+# effort 4's time, and the quality it finds carries over to effort 4 (the margin in
+# engine/auto_quality.LEVELS is measured with it).
+TRIAL_WEBP_EFFORT = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +73,10 @@ def encode_detailed(
         if lossless:  # auto for PNG: lossless, as ever
             return Encoded(_encode(image, fmt, 100), None, True)
 
-        def encode_at(pixels: Any, q: int) -> bytes:
-            return _encode(pixels, fmt, q, fast)
+        def encode_at(pixels: Any, q: int, trial: bool = False) -> bytes:
+            # A search's trials run at the fast effort: the quality they find carries
+            # over to the real one (bench/quality_auto_bench.py --calibrate).
+            return _encode(pixels, fmt, q, fast, trial)
 
         if animated:  # searched on the first frame, written as the whole animation
             first = image.crop(0, 0, image.width, image.get("page-height"))
@@ -96,7 +102,9 @@ def _encode_fixed(image: Any, fmt: ImageFormat, quality: int, fast: bool, animat
     return _encode(image, fmt, quality, fast)
 
 
-def _encode(image: Any, fmt: ImageFormat, quality: int, fast: bool = False) -> bytes:
+def _encode(
+    image: Any, fmt: ImageFormat, quality: int, fast: bool = False, trial: bool = False
+) -> bytes:
     if fmt is ImageFormat.JXL:  # libvips here has no JXL saver: libjxl through imagecodecs
         return jxl.encode_jxl(image, quality, fast=fast)
     spec = FORMATS[fmt]
@@ -109,5 +117,7 @@ def _encode(image: Any, fmt: ImageFormat, quality: int, fast: bool = False) -> b
         options.update(spec.fast_options)
         if fmt is ImageFormat.WEBP and image.width * image.height > LARGE_RENDER_PIXELS:
             options["effort"] = LARGE_FAST_WEBP_EFFORT
+    if trial and fmt is ImageFormat.WEBP:
+        options["effort"] = TRIAL_WEBP_EFFORT
     data: bytes = pyvips.Operation.call(f"{spec.saver}_buffer", image, **options)
     return data
