@@ -3,9 +3,10 @@
 SQL is written only in ``db/``, one module per kind of row: this one (images, their
 variants, owners' images, pHash lookups, direct uploads), ``jobs.py`` (job leases,
 attempts, hand-outs), ``moderation.py``, ``webhooks.py``, ``dead_letters.py``, ``keys.py``
-(API keys), ``idempotency.py`` and ``renders.py`` (the render lookup's one row). Services
-open the transaction (``with sessions.begin()``) and call these functions in it; they
-import no SQLAlchemy, and import-linter keeps it so (pyproject.toml).
+(API keys), ``idempotency.py`` and ``renders.py`` (the render lookup's one row, and the
+back-fill of an original's header facts). Services open the transaction (``with
+sessions.begin()``) and call these functions in it; they import no SQLAlchemy, and
+import-linter keeps it so (pyproject.toml).
 """
 
 from __future__ import annotations

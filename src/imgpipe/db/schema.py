@@ -83,6 +83,10 @@ class ImageRow(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     # When the original was known to be in the replica store (None: not yet, or no replica).
     replicated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The original's header facts, every ProbeResult field (domain/media.py probe_facts),
+    # recorded at upload so a render made from the render source never reads the original.
+    # None: uploaded before 0010; the first render (or processing job) fills it in.
+    probe: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
 
     variants: Mapped[list[VariantRow]] = relationship(
         back_populates="image",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 from imgpipe.domain.formats import ANIMATED_OUTPUTS, OUTPUT_FORMATS, ImageFormat
 
@@ -17,6 +18,8 @@ __all__ = [
     "Limits",
     "ProbeCache",
     "ProbeResult",
+    "probe_facts",
+    "probe_from_facts",
 ]
 
 
@@ -71,6 +74,35 @@ class ProbeResult:
         return self.frames > 1
 
 
+_PROBE_FIELDS = frozenset(f.name for f in fields(ProbeResult))
+
+
+def probe_facts(result: ProbeResult) -> dict[str, Any]:
+    """Every field of ``result`` as JSON-ready values (the images row's ``probe``)."""
+    facts = asdict(result)
+    facts["format"] = result.format.value
+    return facts
+
+
+def probe_from_facts(facts: Mapping[str, Any] | None) -> ProbeResult | None:
+    """The ``ProbeResult`` that ``probe_facts`` recorded, or None: nothing recorded, or
+    a record that does not name exactly today's fields (written by another version):
+    such a record is not trusted, and the caller probes the file as if there were none."""
+    if not facts or set(facts) != _PROBE_FIELDS:
+        return None
+    try:
+        values = {**facts, "format": ImageFormat(facts["format"])}
+        result = ProbeResult(**values)
+    except (TypeError, ValueError):
+        return None
+    ints = (result.width, result.height, result.frames, result.orientation, result.bands)
+    if not all(type(v) is int and v >= 1 for v in (*ints, result.sample_bytes)):
+        return None
+    if type(result.has_alpha) is not bool or type(result.progressive) is not bool:
+        return None
+    return result
+
+
 class ProbeCache:
     """Probe results of originals by sha256, bounded, most recently used kept.
 
@@ -83,6 +115,11 @@ class ProbeCache:
         self._size = size
         self._items: OrderedDict[str, ProbeResult | Exception] = OrderedDict()
         self._lock = threading.Lock()
+
+    def holds(self, sha256: str) -> bool:
+        """Whether ``get`` would answer without calling its ``probe``."""
+        with self._lock:
+            return sha256 in self._items
 
     def get(self, sha256: str, probe: Callable[[], ProbeResult]) -> ProbeResult:
         """The cached facts, or ``probe()``'s (kept). ``probe`` raising an error whose

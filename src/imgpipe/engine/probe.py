@@ -76,9 +76,17 @@ def probe(path: Path, limits: Limits) -> ProbeResult:
         raise CorruptImage(f"The {fmt.value.upper()} header could not be read.") from exc
     if fmt in CAMERA_RAW:  # LibRaw demosaics to 16 bits a sample
         result = replace(result, sample_bytes=2)
-    _check_limits(result, limits)
-    _check_cost(result, path.stat().st_size, limits)
+    check_limits(result, path.stat().st_size, limits)
     return result
+
+
+def check_limits(result: ProbeResult, file_bytes: int, limits: Limits) -> None:
+    """The checks ``probe`` makes from a header's facts and the file's size, for facts
+    recorded earlier (a render applies limits lowered since upload without reading the
+    file; services/render.py). A TIFF's page count is not among the facts: only
+    ``probe`` checks it, from the file."""
+    _check_limits(result, limits)
+    _check_cost(result, file_bytes, limits)
 
 
 def _check_directories(path: Path, limits: Limits) -> None:

@@ -15,6 +15,7 @@ from imgpipe.db.schema import ImageRow, VariantRow, utcnow
 from imgpipe.domain.access import check_idempotency_key
 from imgpipe.domain.filenames import clean_filename
 from imgpipe.domain.ids import new_image_id
+from imgpipe.domain.media import probe_facts
 from imgpipe.domain.profiles import Profile
 from imgpipe.domain.states import ImageStatus, VariantStatus
 from imgpipe.engine.probe import probe
@@ -96,6 +97,8 @@ def _ingest(
             width=facts.width,
             height=facts.height,
             frames=facts.frames,
+            # Every header fact, so renders from the render source never read the original.
+            probe=probe_facts(facts),
             filename=clean_filename(staged.filename),
             status=ImageStatus.PENDING.value,
             callback_url=callback_url,

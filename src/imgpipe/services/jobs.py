@@ -32,6 +32,7 @@ from imgpipe.db import repo
 from imgpipe.db.schema import ImageRow, VariantRow, utcnow
 from imgpipe.db.session import Session
 from imgpipe.domain.errors import ImgpipeError, UnexpectedFailure, WorkerLost
+from imgpipe.domain.media import ProbeResult, probe_facts
 from imgpipe.domain.profiles import VariantSpec
 from imgpipe.domain.states import ImageStatus, VariantStatus
 from imgpipe.jobs.messages import ProcessImage
@@ -181,8 +182,10 @@ def settle(
     claim: Claim,
     results: dict[str, VariantResult],
     metadata: dict[str, object] | None = None,
+    facts: ProbeResult | None = None,
 ) -> Settled:
-    """Record each variant's outcome, schedule retries, and release the lease."""
+    """Record each variant's outcome, schedule retries, and release the lease; and the
+    original's header ``facts`` on a row that has none (uploaded before 0010)."""
     now = utcnow()
     policy = deps.jobs.retry
     with deps.sessions.begin() as session:
@@ -220,6 +223,8 @@ def settle(
         if metadata:
             image.image_metadata = dict(metadata)
             repo.set_phash(image, metadata.get("phash"))
+        if facts is not None and image.probe is None:
+            image.probe = probe_facts(facts)
         image.lease_owner = None
         image.due_at = now + timedelta(seconds=min(delays)) if delays else None
         status = repo.refresh_status(image, now)

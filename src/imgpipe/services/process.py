@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from imgpipe.domain.errors import ImgpipeError, UnexpectedFailure
-from imgpipe.domain.media import ImageFormat
+from imgpipe.domain.media import ImageFormat, ProbeResult
 from imgpipe.engine import render_source
 from imgpipe.engine.deadline import Deadline
 from imgpipe.engine.pipeline import RenderOutcome, render_variants
@@ -41,11 +41,11 @@ def _process(deps: ServiceDeps, image_id: str) -> None:
     if claim is None:
         return
     with jobs.Heartbeat(deps, claim):
-        outcomes, metadata, source = _render(deps, claim)
+        outcomes, metadata, source, facts = _render(deps, claim)
         results = _store_variants(deps, claim, outcomes)
         if source is not None:
             _store_render_source(deps, claim.sha256, source)
-    settled = jobs.settle(deps, claim, results, metadata)
+    settled = jobs.settle(deps, claim, results, metadata, facts)
     if settled.status is not None:  # renders in this process see a failure at once
         deps.render_runtime.forget_image(image_id)
     if settled.event_id is not None:
@@ -56,7 +56,10 @@ def _process(deps: ServiceDeps, image_id: str) -> None:
 
 def _render(
     deps: ServiceDeps, claim: jobs.Claim
-) -> tuple[dict[str, RenderOutcome], dict[str, object], bytes | None]:
+) -> tuple[dict[str, RenderOutcome], dict[str, object], bytes | None, ProbeResult | None]:
+    """Outcomes by variant, the analysis, the render source, and the original's facts
+    (settle records them on a row that lacks them: one uploaded before 0010)."""
+    facts: ProbeResult | None = None
     try:
         with deps.store.local_file(keys.original(claim.sha256)) as path:
             facts = probe(path, deps.limits)
@@ -68,13 +71,13 @@ def _render(
                 keep_render_source=deps.render.intermediate,
                 watermarks_dir=deps.render.watermarks_dir,
             )
-        return dict(result.outcomes), dict(result.analysis), result.render_source
+        return dict(result.outcomes), dict(result.analysis), result.render_source, facts
     except ImgpipeError as exc:
-        return {name: exc for name in claim.specs}, {}, None
+        return {name: exc for name in claim.specs}, {}, None, facts
     except Exception as exc:  # unknown: retried like a transient failure, then dead-lettered
         log.exception("unexpected error while rendering")
         failure = UnexpectedFailure(f"{type(exc).__name__}: {exc}"[:500])
-        return {name: failure for name in claim.specs}, {}, None
+        return {name: failure for name in claim.specs}, {}, None, facts
 
 
 def _store_render_source(deps: ServiceDeps, sha256: str, data: bytes) -> None:

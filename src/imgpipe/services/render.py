@@ -19,12 +19,21 @@ A render whose pixels fit in the image's render source (a 1920x1080 copy the wor
 engine/render_source.py) is made from that copy rather than the original: a tenth of the
 pixels to decode. An image without its copy yet (processed before copies existed, or the
 copy lost) gets it made here, once, from the original: the same bytes the worker makes.
+
+Such a render never reads the original: the original's header facts (size, orientation,
+alpha...) come with the image's row, recorded at upload, and today's limits are checked
+against them (engine/probe.py ``check_limits``). The original is fetched (on S3, a
+download of up to 25 MB) only for a render that reads it, or to make a missing copy, or
+to probe an image whose row has no facts (uploaded before they were recorded): that
+render records them, so the next cold render of the image does not (docs/render.md,
+"What a cold render reads").
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -41,12 +50,14 @@ from imgpipe.domain.states import ImageStatus
 from imgpipe.engine import jxl, render_source
 from imgpipe.engine.deadline import Deadline
 from imgpipe.engine.plan import plan
-from imgpipe.engine.probe import probe
+from imgpipe.engine.probe import check_limits, probe
 from imgpipe.engine.render import output_format, render
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.storage import keys
 from imgpipe.storage.base import PRIVATE_NO_STORE, ObjectMeta
 from imgpipe.telemetry.metrics import RENDER_SECONDS, RENDER_SOURCES_MADE, RENDERS, RENDERS_FROM
+
+log = logging.getLogger(__name__)
 
 # The render source is a full-size copy of the original's pixels: private like it.
 _SOURCE_META = ObjectMeta(ImageFormat.JPEG.media_type, PRIVATE_NO_STORE)
@@ -87,6 +98,10 @@ class RenderTarget:
     key: str
     etag: str
     vary_accept: bool
+    # The original's size and header facts from the image's row (facts None: not
+    # recorded, so the render probes the original and records them).
+    original_bytes: int = 0
+    facts: ProbeResult | None = None
 
 
 def render_image(deps: ServiceDeps, owner: str | None, request: RenderRequest) -> RenderResponse:
@@ -141,9 +156,10 @@ def authorise(
     options = _authorised_options(deps, request, owner)
     watermark_path, watermark_digest = _watermark(deps, options)
     negotiated = _negotiate(options, request.accepted)
-    sha256 = _renderable_sha(deps, request.image_id, owner, read_database)
-    if sha256 is None:
+    row = _renderable_row(deps, request.image_id, owner, read_database)
+    if row is None:
         return None
+    sha256 = row.sha256
 
     ext = LEGACY if negotiated == LEGACY else ImageFormat(negotiated).extension
     # Whether renders may read the render source changes their bytes, so it is in the key.
@@ -161,7 +177,7 @@ def authorise(
         return RenderResponse(etag, vary, not_modified=True)
     fmt = None if negotiated == LEGACY else ImageFormat(negotiated)
     key = keys.render(sha256, digest, ext)
-    return RenderTarget(sha256, options, fmt, watermark_path, key, etag, vary)
+    return RenderTarget(sha256, options, fmt, watermark_path, key, etag, vary, row.bytes, row.probe)
 
 
 def make(deps: ServiceDeps, target: RenderTarget) -> RenderResponse:
@@ -226,10 +242,11 @@ def _negotiate(options: RenderOptions, accepted: frozenset[str]) -> str:
     return LEGACY
 
 
-def _renderable_sha(
+def _renderable_row(
     deps: ServiceDeps, image_id: str, owner: str | None, read_database: bool = True
-) -> str | None:
-    """The original's sha256: 404 for another owner's, a deleted or a failed image.
+) -> renders.RenderableImage | None:
+    """The image's row as a render sees it: 404 for another owner's, a deleted or a
+    failed image.
 
     ``owner`` None: a signed request without an API key, authorised by its signature alone.
     It runs on every request, hit or not, so the row comes from this process's lookup
@@ -251,7 +268,7 @@ def _renderable_sha(
         raise NotFound(f"No image {image_id}.")
     if owner is None:  # keyless: only what moderation lets out (domain/moderation.py)
         check_keyless(row.moderation, deps.moderation.enabled)
-    return row.sha256
+    return row
 
 
 def _read_image(deps: ServiceDeps, image_id: str) -> renders.RenderableImage | None:
@@ -269,17 +286,9 @@ def _cached(deps: ServiceDeps, key: str) -> bytes | None:
 def _render_and_store(deps: ServiceDeps, target: RenderTarget) -> bytes:
     started = time.perf_counter()
     options = target.options
-    with deps.store.local_file(keys.original(target.sha256)) as path:
-        try:
-            # Cached: a costly header (a long TIFF directory chain) is read once, not on
-            # every render.
-            facts = deps.probes.get(target.sha256, lambda: probe(path, deps.limits))
-        except ImgpipeError as exc:
-            if exc.retryable:
-                raise
-            # The original no longer passes validation (a limit was lowered, or it was
-            # refused later): it is not served in any form.
-            raise NotFound("This image cannot be rendered.") from exc
+    with contextlib.ExitStack() as files:
+        original = _Original(deps, target.sha256, files)
+        facts = _facts(deps, target, original)
         planned = plan(options, facts.upright_size)
         width, height = planned.output
         if width * height > deps.render.max_output_pixels:
@@ -287,13 +296,16 @@ def _render_and_store(deps: ServiceDeps, target: RenderTarget) -> bytes:
         source_size = (
             render_source.source_for(facts, planned.decode) if deps.render.intermediate else None
         )
+        # Fetched before taking a slot, as the render source is: a download holds no slot.
+        pixels_path = original.path() if source_size is None else None
         slots = deps.render_runtime.slots
         with slots.slot(deps.render.max_in_flight), contextlib.ExitStack() as stack:
-            pixels_path, pixels_facts = path, facts
+            pixels_facts = facts
             if source_size is not None:
                 pixels_path, pixels_facts = stack.enter_context(
-                    _render_source(deps, target.sha256, path, facts, source_size)
+                    _render_source(deps, target.sha256, original, facts, source_size)
                 )
+            assert pixels_path is not None
             rendered = render(
                 pixels_path,
                 pixels_facts,
@@ -311,9 +323,67 @@ def _render_and_store(deps: ServiceDeps, target: RenderTarget) -> bytes:
     return rendered.data
 
 
+class _Original:
+    """The original as a local file, fetched from the store on first use only (on S3, a
+    download of up to 25 MB): a render made from the render source never asks for it."""
+
+    def __init__(self, deps: ServiceDeps, sha256: str, files: contextlib.ExitStack) -> None:
+        self._deps, self._sha256, self._files = deps, sha256, files
+        self._path: Path | None = None
+
+    def path(self) -> Path:
+        if self._path is None:
+            key = keys.original(self._sha256)
+            self._path = self._files.enter_context(self._deps.store.local_file(key))
+        return self._path
+
+
+def _facts(deps: ServiceDeps, target: RenderTarget, original: _Original) -> ProbeResult:
+    """The original's header facts, checked against today's limits: the row's, or (none
+    recorded) the original's probe, which is then recorded on the row. A TIFF is always
+    probed: its page count, which a lowered MAX_FRAMES may refuse, is read from the file."""
+    recorded = target.facts
+    try:
+        if recorded is not None and recorded.format is not ImageFormat.TIFF:
+            check_limits(recorded, target.original_bytes, deps.limits)
+            return recorded
+        if not deps.probes.holds(target.sha256):
+            original.path()  # a missing original is the store's 404, never kept as a refusal
+        # Cached: a costly header (a long TIFF directory chain) is read once, not on
+        # every render.
+        return deps.probes.get(target.sha256, lambda: _probe_original(deps, target, original))
+    except ImgpipeError as exc:
+        if exc.retryable or isinstance(exc, NotFound):
+            raise
+        # The original no longer passes validation (a limit was lowered, or it was
+        # refused later): it is not served in any form.
+        raise NotFound("This image cannot be rendered.") from exc
+
+
+def _probe_original(deps: ServiceDeps, target: RenderTarget, original: _Original) -> ProbeResult:
+    facts = probe(original.path(), deps.limits)
+    if target.facts is None:
+        _record_facts(deps, target.sha256, facts)
+    return facts
+
+
+def _record_facts(deps: ServiceDeps, sha256: str, facts: ProbeResult) -> None:
+    """Back-fill the facts of an image uploaded before they were recorded, so its next
+    cold render (in any process) reads no original. A cache, so never fatal."""
+    try:
+        with deps.sessions.begin() as session:
+            renders.record_probe(session, sha256, facts)
+    except Exception:
+        log.warning("probe facts not recorded", exc_info=True)
+
+
 @contextmanager
 def _render_source(
-    deps: ServiceDeps, sha256: str, original: Path, facts: ProbeResult, size: tuple[int, int]
+    deps: ServiceDeps,
+    sha256: str,
+    original: _Original,
+    facts: ProbeResult,
+    size: tuple[int, int],
 ) -> Iterator[tuple[Path, ProbeResult]]:
     """The image's render source as a local file, made from the original first when it
     is missing or damaged (once per process at a time: later renders wait for it)."""
@@ -324,7 +394,7 @@ def _render_source(
             opened = _open_usable_source(deps, key, size, files)
             if opened is None:
                 deps.store.put_bytes(
-                    key, render_source.make_source(original, facts, size), _SOURCE_META
+                    key, render_source.make_source(original.path(), facts, size), _SOURCE_META
                 )
                 RENDER_SOURCES_MADE.inc()
                 path = files.enter_context(deps.store.local_file(key))
