@@ -296,7 +296,7 @@ def _render_and_store(deps: ServiceDeps, target: RenderTarget) -> bytes:
         source_size = (
             render_source.source_for(facts, planned.decode) if deps.render.intermediate else None
         )
-        # Fetched before taking a slot, as the render source is: a download holds no slot.
+        # Fetched before taking a slot, as before: a download holds no render slot.
         pixels_path = original.path() if source_size is None else None
         slots = deps.render_runtime.slots
         with slots.slot(deps.render.max_in_flight), contextlib.ExitStack() as stack:
