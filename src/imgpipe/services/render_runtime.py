@@ -9,7 +9,8 @@ The container builds one ``RenderRuntime`` per process and hands it to the servi
 - ``watermark_digests``: the digest of each watermark file's bytes, by (path, mtime,
   size), least recently used dropped past ``WATERMARK_DIGESTS``;
 - ``lookups``: the facts of recently rendered images (sha256, status, owner,
-  moderation), for ``RENDER_LOOKUP_TTL_S`` seconds, least recently used dropped past
+  moderation; and the original's size and header facts, which never change), for
+  ``RENDER_LOOKUP_TTL_S`` seconds, least recently used dropped past
   ``LOOKUPS``. The services that change those facts (delete, restore, a moderation
   verdict) call ``lookups.invalidate(image_id)`` after their commit: this process sees
   the change at once, other processes within the TTL (docs/render.md, "Caching").
