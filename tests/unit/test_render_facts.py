@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image
 
+from backends import postgres_database
 from imgpipe.db.migrate import alembic_config, upgrade
 from imgpipe.db.schema import ImageRow
 from imgpipe.db.session import make_engine
@@ -185,10 +186,18 @@ def test_facts_from_another_version_are_not_trusted() -> None:
     assert probe_from_facts({**facts, "width": 0}) is None
 
 
-def test_the_migration_adds_and_removes_the_column(tmp_path: Path) -> None:
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_the_migration_adds_and_removes_the_column(tmp_path: Path, database: str) -> None:
+    with ExitStack() as stack:
+        url = f"sqlite:///{tmp_path / 'm.db'}"
+        if database == "postgres":
+            url = stack.enter_context(postgres_database())
+        migrate_up_and_down(make_engine(url))
+
+
+def migrate_up_and_down(engine: sa.Engine) -> None:
     from alembic import command
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
     try:
         upgrade(engine, "0009")
         assert "probe" not in {c["name"] for c in sa.inspect(engine).get_columns("images")}
