@@ -15,7 +15,7 @@ goes to ``OUT/<name>.json`` (default ``bench/out/all``), and its progress to std
 | renders | render_bench.py | thumbor (if installed) for WebP; targets for AVIF and w=2400 |
 | hits | cache_hit_bench.py | a plain Starlette handler serving the same bytes |
 | quality | quality_auto_bench.py | q85 |
-| s3 | s3_render_bench.py | main's render path (before) on the same moto server |
+| s3 | s3_render_bench.py | the originals' size (what a render read before migration 0010) |
 
 Exit 0 when every benchmark ran (a missed target is a MISS line, not an error), 1 when
 one failed to run. A full run takes about 15 minutes on 2 cores.
@@ -69,6 +69,25 @@ def _targets_rows(result: dict[str, Any]) -> list[Row]:
     return [(name, str(text)) for name, text in result.get("targets", {}).items()]
 
 
+def _s3_rows(results: list[dict[str, Any]]) -> list[Row]:
+    """Cold renders on S3 from the render source: no original read, and what they read."""
+    rows = []
+    for result in results:
+        originals = result["store_reads"]["original"]["gets"]
+        per_render = result["store_bytes_per_render"] / 1024
+        rows.append(
+            (
+                f"{result['scenario']}: originals read by {result['renders']} cold renders",
+                _verdict(
+                    originals == 0,
+                    f"{originals} (target 0); {per_render:.0f} KiB read "
+                    f"per render, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms",
+                ),
+            )
+        )
+    return rows
+
+
 def _render_argv(args: argparse.Namespace, out: Path) -> list[str]:
     argv = ["--seconds", str(args.seconds), "--hit-connections", "4", "--skip-source-quality"]
     if not THUMBOR.exists():
@@ -94,7 +113,7 @@ SECTIONS = (
     Section(
         "quality", "quality_auto_bench.py", lambda args, out: ["--out", str(out)], _targets_rows
     ),
-    Section("s3", "s3_render_bench.py", lambda args, out: ["--out", str(out)], _targets_rows),
+    Section("s3", "s3_render_bench.py", lambda args, out: ["--out", str(out)], _s3_rows),
 )
 
 

@@ -1,6 +1,6 @@
 """Cold renders on S3: latency, and the bytes each one reads from the store.
 
-    .venv/bin/python bench/s3_render_bench.py [--before-src /work/main/src] [--after-src src]
+    .venv/bin/python bench/s3_render_bench.py [--before-src OLD/src] [--after-src src]
         [--photos DIR] [--rounds 3] [--scenarios before,after,upgraded] [--out FILE.json]
 
 What it does, on loopback, for each scenario in turn:
@@ -18,7 +18,8 @@ What it does, on loopback, for each scenario in turn:
 4. prints, per scenario: p50, p99 and mean latency, the store's GetObject requests and
    bytes by kind (per render and in total), and the server's CPU seconds.
 
-Scenarios: ``before`` uploads and renders with ``--before-src`` (main's code); ``after``
+Scenarios: ``before`` uploads and renders with ``--before-src`` (an older checkout's
+``src``, e.g. a worktree of the commit before migration 0010); ``after``
 with ``--after-src``; ``upgraded`` uploads with before (rows without facts) and renders
 with after (serve applies migration 0010 on start): its first round probes each original
 once and records its facts, later rounds read none. Exit 0 when every request worked
@@ -261,25 +262,34 @@ def _print(result: dict[str, Any]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--before-src", type=Path, default=Path("/work/main/src"))
+    parser.add_argument(
+        "--before-src", type=Path, help="the src/ of an older checkout (before, upgraded)"
+    )
     parser.add_argument("--after-src", type=Path, default=HERE.parent / "src")
     parser.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--scenarios", default="before,after,upgraded")
+    parser.add_argument(
+        "--scenarios", help="default: before,after,upgraded with --before-src, else after"
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument("--moto", type=int, help=argparse.SUPPRESS)  # the S3 server's process
     args = parser.parse_args()
     if args.moto:
         serve_moto(args.moto)
         return 0
+    if args.scenarios is None:
+        args.scenarios = "before,after,upgraded" if args.before_src else "after"
+    if args.before_src is None and {"before", "upgraded"} & set(args.scenarios.split(",")):
+        parser.error("the before and upgraded scenarios need --before-src")
     sys.path.insert(0, str(args.after_src.resolve()))
     photos = sorted(args.photos.glob("*.jpg"))
     if not photos:
         raise SystemExit(f"no photos in {args.photos}")
+    before = args.before_src or args.after_src  # unused unless given (checked above)
     sources = {
-        "before": (args.before_src, args.before_src),
+        "before": (before, before),
         "after": (args.after_src, args.after_src),
-        "upgraded": (args.before_src, args.after_src),
+        "upgraded": (before, args.after_src),
     }
     port = free_port()
     moto = subprocess.Popen(
