@@ -21,6 +21,14 @@ class Deadline:
     def __init__(self, seconds: float | None) -> None:
         self._seconds = seconds
         self._ends = None if seconds is None else time.monotonic() + seconds
+        # Every watched image, held for as long as the deadline: libvips hands an image's
+        # progress signal down to every image made from it (and keeps the upstream image
+        # as the one that emits it), so an image derived from a watched one raises the
+        # signal on the watched one. If its Python wrapper were collected first (the
+        # runner rebinds `image` step by step), pyvips' callback handle would be freed
+        # while libvips still calls it: a fatal "ffi.from_handle() ... points to garbage"
+        # that took down the whole serve process on a mutated animated GIF.
+        self._watched: list[Any] = []
 
     @property
     def expired(self) -> bool:
@@ -50,4 +58,5 @@ class Deadline:
 
         image.set_progress(True)
         image.signal_connect("eval", on_eval)
+        self._watched.append(image)
         return image
