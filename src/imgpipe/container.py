@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from celery import Celery
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
@@ -35,9 +34,9 @@ from imgpipe.jobs.celery_queue import (
     EmbeddedWorker,
     EmbeddedWorkers,
     QueueConfig,
+    Workers,
     bind_handlers,
     make_celery,
-    moderation_queue_name,
 )
 from imgpipe.jobs.messages import DeliverWebhook, ModerateImage, ProcessImage
 from imgpipe.moderation.port import Moderator
@@ -134,11 +133,8 @@ class _ExpectingQueue:
 class Container:
     settings: Settings
     db_engine: Engine
-    celery: Celery
     deps: ServiceDeps
-    # `serve`'s moderation slots consume through an app of their own: a worker's queue
-    # selection is kept on its app, so one app cannot feed two workers different queues.
-    moderation_celery: Celery | None = None
+    workers: Workers
 
     @property
     def staging_dir(self) -> Path:
@@ -164,31 +160,22 @@ class Container:
 
     def prepare_prefork(self) -> None:
         """Celery prefork children must not share the parent's pooled connections."""
-        from celery.signals import worker_process_init, worker_process_shutdown
 
-        def after_fork(**_: object) -> None:
+        def after_fork() -> None:
             self.db_engine.dispose(close=False)
 
-        def child_exit(pid: int | None = None, **_: object) -> None:
+        def child_exit(pid: int | None) -> None:
             if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
                 from prometheus_client import multiprocess
 
                 multiprocess.mark_process_dead(pid or os.getpid())  # type: ignore[no-untyped-call]
 
-        worker_process_init.connect(after_fork, weak=False)
-        worker_process_shutdown.connect(child_exit, weak=False)
+        self.workers.on_pool_process(after_fork, child_exit)
 
     def embedded_worker(self) -> EmbeddedWorker | EmbeddedWorkers:
-        """Variant (and webhook) slots; with moderation on, moderation slots of its own
-        beside them, so a moderation job never holds a slot a variant waits for."""
-        variants = EmbeddedWorker(self.celery, self.settings.workers)
-        if self.moderation_celery is None:
-            return variants
-        queue = moderation_queue_name(self.settings.queue_name)
-        moderators = EmbeddedWorker(
-            self.moderation_celery, self.settings.moderation_workers, [queue]
-        )
-        return EmbeddedWorkers([variants, moderators])
+        """This process's worker slots (``serve``): WORKERS for variants and webhooks,
+        MODERATION_WORKERS beside them when moderation is on."""
+        return self.workers.embedded(self.settings.workers, self.settings.moderation_workers)
 
     def housekeeping(self) -> list[Periodic]:
         """Background rounds of serve and every worker: webhook attempts that are due,
@@ -237,20 +224,17 @@ class Container:
 
     def housekeeping_when_worker_ready(self) -> None:
         """A Celery worker runs housekeeping in its main process once its pool is up."""
-        from celery.signals import worker_ready, worker_shutdown
-
         tasks = self.housekeeping()
 
-        def start(**_: object) -> None:
+        def start() -> None:
             for task in tasks:
                 task.start()
 
-        def stop(**_: object) -> None:
+        def stop() -> None:
             for task in tasks:
                 task.stop()
 
-        worker_ready.connect(start, weak=False)
-        worker_shutdown.connect(stop, weak=False)
+        self.workers.on_ready(start, stop)
 
     def close(self) -> None:
         self.db_engine.dispose()
@@ -370,7 +354,9 @@ def build(settings: Settings) -> Container:
             worker_niceness=EMBEDDED_MODERATION_NICENESS if niceness else 0,
             moderation_handler=handle_moderation,
         )
-    return Container(settings, db_engine, celery, deps, moderation_celery)
+    return Container(
+        settings, db_engine, deps, Workers(celery, settings.queue_name, moderation_celery)
+    )
 
 
 def _moderator(settings: Settings) -> Moderator | None:

@@ -266,8 +266,6 @@ def worker(
     container.housekeeping_when_worker_ready()
     if metrics_port is not None:
         serve_multiprocess_metrics(metrics_port, metrics_host)
-    from imgpipe.jobs.celery_queue import run_worker
-
     argv = [
         "worker",
         f"--loglevel={settings.log_level.upper()}",
@@ -281,7 +279,7 @@ def worker(
     ]
     # A worker that could not start its pool must exit non-zero, so a supervisor
     # restarts it.
-    raise typer.Exit(run_worker(container.celery, argv))
+    raise typer.Exit(container.workers.run(argv))
 
 
 def _build(build: Callable[[Settings], Container], settings: Settings) -> Container:

@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from queue import Empty
@@ -342,6 +343,67 @@ class EmbeddedWorkers:
     def stop(self, timeout: float = 30.0) -> None:
         for worker in self._workers:
             worker.stop(timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class Workers:
+    """What consumes this process's jobs: the app whose tasks run variants and webhooks,
+    and, with moderation on, an app of its own for ``serve``'s moderation slots (a
+    worker's queue selection is kept on its app, so one app cannot feed two workers
+    different queues). The container builds it; the CLI starts it embedded or as
+    ``celery worker``, and hooks process-level work onto Celery's signals through it, so
+    nothing outside this module touches a Celery object."""
+
+    app: Celery
+    queue_name: str
+    moderation_app: Celery | None = None
+
+    def embedded(
+        self, concurrency: int, moderation_concurrency: int
+    ) -> EmbeddedWorker | EmbeddedWorkers:
+        """Variant (and webhook) slots; with moderation on, moderation slots of its own
+        beside them, so a moderation job never holds a slot a variant waits for."""
+        variants = EmbeddedWorker(self.app, concurrency)
+        if self.moderation_app is None:
+            return variants
+        moderators = EmbeddedWorker(
+            self.moderation_app, moderation_concurrency, [moderation_queue_name(self.queue_name)]
+        )
+        return EmbeddedWorkers([variants, moderators])
+
+    def run(self, argv: list[str]) -> int:
+        """``celery worker`` in this process (``imgpipe worker``); its exit status."""
+        return run_worker(self.app, argv)
+
+    @staticmethod
+    def on_pool_process(started: Callable[[], None], exiting: Callable[[int | None], None]) -> None:
+        """Call ``started`` in each prefork pool process as it starts, ``exiting`` (with
+        its pid) as it exits."""
+        from celery.signals import worker_process_init, worker_process_shutdown
+
+        def on_init(**_: object) -> None:
+            started()
+
+        def on_shutdown(pid: int | None = None, **_: object) -> None:
+            exiting(pid)
+
+        worker_process_init.connect(on_init, weak=False)
+        worker_process_shutdown.connect(on_shutdown, weak=False)
+
+    @staticmethod
+    def on_ready(start: Callable[[], None], stop: Callable[[], None]) -> None:
+        """Call ``start`` in the worker's main process once its pool is up, ``stop`` as
+        it shuts down."""
+        from celery.signals import worker_ready, worker_shutdown
+
+        def on_start(**_: object) -> None:
+            start()
+
+        def on_stop(**_: object) -> None:
+            stop()
+
+        worker_ready.connect(on_start, weak=False)
+        worker_shutdown.connect(on_stop, weak=False)
 
 
 _thread_state = threading.local()
