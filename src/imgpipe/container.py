@@ -20,11 +20,10 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from imgpipe import engine as image_engine
+from imgpipe import resources
 from imgpipe.config import Settings
-from imgpipe.db.migrate import upgrade
-from imgpipe.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
+from imgpipe.db.session import make_read_sessionmaker, make_sessionmaker
 from imgpipe.domain.moderation import Policy
-from imgpipe.domain.profiles import ProfileSet
 from imgpipe.domain.ratelimit import InProcessLimiter, Rate, RateLimiter
 from imgpipe.domain.render_options import RenderConfig
 from imgpipe.domain.retry import RetryPolicy
@@ -141,7 +140,7 @@ class Container:
         return self.deps.staging_dir
 
     def migrate(self) -> None:
-        upgrade(self.db_engine)
+        resources.migrate(self.db_engine)
 
     def clean_staging(self, older_than_s: float = 3600.0) -> None:
         """Remove uploads a crashed process left half-received in the staging area."""
@@ -154,9 +153,7 @@ class Container:
                     leftover.unlink()
 
     def schema_is_current(self) -> bool:
-        from imgpipe.db.migrate import pending_migrations
-
-        return not pending_migrations(self.db_engine)
+        return resources.schema_is_current(self.db_engine)
 
     def prepare_prefork(self) -> None:
         """Celery prefork children must not share the parent's pooled connections."""
@@ -266,8 +263,8 @@ def resolve_secret(
 
 def build(settings: Settings) -> Container:
     image_engine.configure()
-    profiles = ProfileSet.load(settings.profiles_file)
-    db_engine = make_engine(settings.database_url, settings.database_timeout_s or None)
+    profiles = resources.load_profiles(settings)
+    db_engine = resources.open_database(settings)
     queue_config = QueueConfig(
         broker_url=settings.broker_url,
         queue_name=settings.queue_name,

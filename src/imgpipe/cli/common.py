@@ -53,9 +53,10 @@ def require_current_schema(container: Container) -> None:
 @contextmanager
 def database_sessions(settings: Settings, command: str = "keys") -> Iterator[SessionFactory]:
     """Sessions on the configured database; an embedded SQLite file is migrated first."""
-    from imgpipe.db.session import make_engine, make_sessionmaker
+    from imgpipe.db.session import make_sessionmaker
+    from imgpipe.resources import open_database
 
-    engine = make_engine(settings.database_url)
+    engine = open_database(settings)
     try:
         ready_schema(engine, settings, command)
         yield make_sessionmaker(engine)
@@ -66,11 +67,11 @@ def database_sessions(settings: Settings, command: str = "keys") -> Iterator[Ses
 def ready_schema(engine: Engine, settings: Settings, command: str) -> None:
     """The embedded SQLite database migrates itself; any other must already be current
     (one `imgpipe db upgrade` migrates it), or the command exits 2 saying so."""
-    from imgpipe.db.migrate import pending_migrations, upgrade
+    from imgpipe.resources import migrate, schema_is_current
 
     if settings.sqlite_path is not None:
-        upgrade(engine)
-    elif pending_migrations(engine):
+        migrate(engine)
+    elif not schema_is_current(engine):
         err.print(
             f"[red]imgpipe {command}: the database schema is not current; "
             "run `imgpipe db upgrade`.[/red]"
@@ -80,13 +81,14 @@ def ready_schema(engine: Engine, settings: Settings, command: str) -> None:
 
 def keys_exist(settings: Settings) -> bool:
     """Whether any API key exists (False when the database or its tables do not yet)."""
-    from imgpipe.db.session import make_engine, make_sessionmaker
+    from imgpipe.db.session import make_sessionmaker
+    from imgpipe.resources import open_database
     from imgpipe.services.keys import any_key_exists
 
     path = settings.sqlite_path
     if path is not None and not path.exists():
         return False
-    engine = make_engine(settings.database_url)
+    engine = open_database(settings)
     try:
         return any_key_exists(make_sessionmaker(engine)) is True  # None: no tables yet
     finally:

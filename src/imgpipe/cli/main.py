@@ -329,13 +329,14 @@ def sign(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply schema migrations (Alembic) up to the newest."""
-    from imgpipe.db.migrate import current_revision, upgrade
-    from imgpipe.db.session import make_engine
+    from imgpipe.resources import migrate, open_database
 
-    settings = settings_or_exit()
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    err.print(f"imgpipe: database at revision {current_revision(engine)}")
+    engine = open_database(settings_or_exit())
+    try:
+        revision = migrate(engine)
+    finally:
+        engine.dispose()
+    err.print(f"imgpipe: database at revision {revision}")
 
 
 @app.command()
@@ -356,14 +357,14 @@ def process(
 
     from imgpipe.cli.batch import BatchRunner, BatchSummary, collect_inputs, timed
     from imgpipe.domain.errors import BadRequest
-    from imgpipe.domain.profiles import ProfileSet
+    from imgpipe.resources import load_profiles
 
     settings = settings_or_exit()
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         err.print(f"[red]imgpipe process: no such file or folder: {', '.join(missing)}[/red]")
         raise typer.Exit(2)
-    profile_set = ProfileSet.load(settings.profiles_file)
+    profile_set = load_profiles(settings)
     try:
         names = [n.strip() for n in profiles.split(",") if n.strip()] if profiles else None
         chosen = profile_set.select(names)
