@@ -15,7 +15,7 @@ import pyvips
 from imgpipe.domain.formats import FORMATS
 from imgpipe.domain.media import ImageFormat
 from imgpipe.domain.render_options import AutoQuality
-from imgpipe.engine import auto_quality, jxl
+from imgpipe.engine import jxl
 from imgpipe.engine.plan import BASE_BOX
 
 # Each output format's saver and settings are in the registry (domain/formats.py).
@@ -70,6 +70,10 @@ def encode_detailed(
     """``encode``, saying which quality it used and whether auto met its target."""
     lossless = FORMATS[fmt].lossless
     if isinstance(quality, AutoQuality):
+        # Imported here: its SSIMULACRA2 needs numpy, 85 ms of every batch start-up that
+        # no fixed-quality profile uses.
+        from imgpipe.engine import auto_quality
+
         if lossless:  # auto for PNG: lossless, as ever
             return Encoded(_encode(image, fmt, 100), None, True)
 
