@@ -139,3 +139,30 @@ def test_a_profile_with_a_watermark_reads_it_from_watermarks_dir(tmp_path: Path)
     with Image.open(tmp_path / "out" / "blue" / "marked.png") as out:
         assert out.convert("RGB").getpixel((20, 20)) == (255, 255, 255)  # the mark, top left
         assert out.convert("RGB").getpixel((300, 250)) == (20, 20, 200)
+
+
+# What a batch must not load: each is a server's (database, queue, API) or quality=auto's,
+# and together they cost a second of start-up on every `imgpipe process`, which on a
+# folder of a dozen photos is a fifth of the run (bench/process_bench.py).
+_SERVER_ONLY_MODULES = ("sqlalchemy", "alembic", "celery", "kombu", "fastapi", "numpy")
+
+
+def test_a_batch_loads_nothing_only_a_server_needs(photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    child = (
+        "import runpy, sys\n"
+        f"sys.argv = ['imgpipe', 'process', {str(photos)!r}, '--out', {str(out)!r},"
+        " '--workers', '1']\n"
+        "try:\n"
+        "    runpy.run_module('imgpipe', run_name='__main__')\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        f"loaded = [m for m in {_SERVER_ONLY_MODULES!r} if m in sys.modules]\n"
+        "print('LOADED:', *loaded)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert (out / "tiny" / "large.webp").exists()
+    assert result.stdout.splitlines()[-1].split() == ["LOADED:"]
