@@ -27,6 +27,16 @@ from imgpipe.domain.ratelimit import Rate
 from imgpipe.domain.webhooks import parse_schedule
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask, not the machine's count. In a
+    container pinned to 2 of 64 cores (a cpuset), `os.cpu_count()` says 64, and 64
+    worker threads would fight over 2 cores."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no sched_getaffinity (macOS)
+        return os.cpu_count() or 1
+
+
 class _TomlFileSource(PydanticBaseSettingsSource):
     """Keys of the IMGPIPE_CONFIG file, in any case, with or without the prefix."""
 
@@ -96,15 +106,15 @@ class Settings(BaseSettings):
     # json: one object per line, with image_id (for log pipelines); text: for a terminal.
     log_format: Literal["json", "text"] = "json"
     # In-process worker threads for `imgpipe serve` (libvips releases the GIL while it works).
-    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)
+    workers: int = Field(default_factory=usable_cpus, gt=0)
     # On-demand render (docs/render.md). Unsigned render URLs only when explicitly enabled.
     render_unsigned: bool = False
     # Comma-separated keys still accepted for render signatures after a rotation.
     signing_keys_previous: SecretStr | None = None
     # Largest render output, width x height.
     render_max_pixels: int = Field(default=16_777_216, gt=0)
-    # Cold renders at once per API process (default: the number of cores).
-    render_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)
+    # Cold renders at once per API process (default: the CPUs this process may use).
+    render_concurrency: int = Field(default_factory=usable_cpus, gt=0)
     # Renders that fit inside it are made from a 1920x1080 copy the worker keeps, instead
     # of decoding the original (docs/render.md, "Render source"). false: always the original.
     render_intermediate: bool = True

@@ -10,6 +10,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from imgpipe.config import usable_cpus
 from imgpipe.domain.errors import ImgpipeError
 from imgpipe.domain.media import Limits
 from imgpipe.domain.profiles import Profile
@@ -102,7 +103,7 @@ class BatchRunner:
 
     def __enter__(self) -> BatchRunner:
         if self._workers > 1 and len(self._inputs) > 1:
-            vips_threads = max(1, (os.cpu_count() or 1) // self._workers)
+            vips_threads = max(1, usable_cpus() // self._workers)
             self._pool = ProcessPoolExecutor(
                 self._workers,
                 mp_context=multiprocessing.get_context("fork"),
@@ -124,7 +125,7 @@ class BatchRunner:
             for future in as_completed(self._futures):
                 yield future.result()
             return
-        _init_worker(os.cpu_count() or 1)
+        _init_worker(usable_cpus())
         for item in self._inputs:
             yield process_one(item, *self._args)
 

@@ -21,7 +21,7 @@ from imgpipe.cli.images import images_app
 from imgpipe.cli.keys import keys_app
 from imgpipe.cli.moderation import moderation_app
 from imgpipe.cli.storage import storage_app
-from imgpipe.config import Settings
+from imgpipe.config import Settings, usable_cpus
 
 if TYPE_CHECKING:
     from imgpipe.container import Container
@@ -224,7 +224,7 @@ def api(
 @app.command()
 def worker(
     concurrency: Annotated[
-        int | None, typer.Option(min=1, help="Worker processes (default: number of cores).")
+        int | None, typer.Option(min=1, help="Worker processes (default: the CPUs it may use).")
     ] = None,
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus metrics of all children on this port.")
@@ -269,7 +269,7 @@ def worker(
     argv = [
         "worker",
         f"--loglevel={settings.log_level.upper()}",
-        f"--concurrency={concurrency or os.cpu_count() or 1}",
+        f"--concurrency={concurrency or usable_cpus()}",
         # The recovery queue first: see jobs/celery_queue.py, RecoveryFirstCycle.
         f"--queues={_worker_queues(settings, queues)}",
         "--without-mingle",
@@ -347,7 +347,7 @@ def process(
         str | None, typer.Option(help="Comma-separated profile names (default: all).")
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(min=1, help="Parallel processes (default: number of cores).")
+        int | None, typer.Option(min=1, help="Parallel processes (default: the CPUs it may use).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -371,7 +371,7 @@ def process(
     except BadRequest as exc:
         err.print(f"[red]imgpipe process: {exc.detail}[/red]")
         raise typer.Exit(2) from None
-    count = workers or os.cpu_count() or 1
+    count = workers or usable_cpus()
     inputs = collect_inputs(paths, out)
     summary = BatchSummary(workers=count)
     started = time.perf_counter()
