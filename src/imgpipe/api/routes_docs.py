@@ -15,14 +15,13 @@ request with the current hash may be cached for a year, anything else revalidate
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
+from imgpipe.api.static_files import StaticFile, respond, security_headers
 from imgpipe.domain.errors import NotFound
 
 router = APIRouter(include_in_schema=False, tags=["docs"])
@@ -45,14 +44,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
-_SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-}
-_REVALIDATE = "no-cache"
-_IMMUTABLE = "public, max-age=31536000, immutable"
+_SECURITY_HEADERS = security_headers(CONTENT_SECURITY_POLICY)
 
 # validatorUrl null: Swagger UI would otherwise send the schema to validator.swagger.io.
 _INIT = f"""\
@@ -73,25 +65,13 @@ _PACKAGED = {
 _INIT_NAME = "init.js"
 
 
-@dataclass(frozen=True, slots=True)
-class _File:
-    body: bytes
-    media_type: str
-
-    @property
-    def version(self) -> str:
-        return hashlib.sha256(self.body).hexdigest()[:16]
-
-    @property
-    def etag(self) -> str:
-        return f'"{self.version}"'
-
-
 @cache
-def _assets() -> dict[str, _File]:
+def _assets() -> dict[str, StaticFile]:
     folder = files("fastapi_offline") / "static"
-    found = {name: _File((folder / name).read_bytes(), kind) for name, kind in _PACKAGED.items()}
-    found[_INIT_NAME] = _File(_INIT.encode("utf-8"), "text/javascript; charset=utf-8")
+    found = {
+        name: StaticFile((folder / name).read_bytes(), kind) for name, kind in _PACKAGED.items()
+    }
+    found[_INIT_NAME] = StaticFile(_INIT.encode("utf-8"), "text/javascript; charset=utf-8")
     return found
 
 
@@ -100,7 +80,7 @@ def _url(name: str) -> str:
 
 
 @cache
-def _page() -> _File:
+def _page() -> StaticFile:
     html = f"""<!doctype html>
 <html lang="en">
 <head>
@@ -119,20 +99,13 @@ def _page() -> _File:
 </body>
 </html>
 """
-    return _File(html.encode("utf-8"), "text/html; charset=utf-8")
-
-
-def _respond(request: Request, file: _File, cache_control: str) -> Response:
-    headers = {**_SECURITY_HEADERS, "ETag": file.etag, "Cache-Control": cache_control}
-    if request.headers.get("if-none-match") == file.etag:
-        return Response(status_code=304, headers=headers)
-    return Response(file.body, media_type=file.media_type, headers=headers)
+    return StaticFile(html.encode("utf-8"), "text/html; charset=utf-8")
 
 
 @router.get(DOCS_PATH)
 def docs_page(request: Request) -> Response:
     """The OpenAPI reference (Swagger UI) for /openapi.json."""
-    return _respond(request, _page(), _REVALIDATE)
+    return respond(request, _page(), _SECURITY_HEADERS)
 
 
 @router.get(ASSETS_PATH + "/{name}")
@@ -143,4 +116,4 @@ def docs_asset(
     asset = _assets().get(name)
     if asset is None:
         raise NotFound("There is no such file; the API reference is at /docs.")
-    return _respond(request, asset, _IMMUTABLE if v == asset.version else _REVALIDATE)
+    return respond(request, asset, _SECURITY_HEADERS, pinned=v == asset.version)

@@ -18,8 +18,6 @@ styles from this origin only (no inline script or style), and images from this o
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from functools import cache
 from html import escape
 from importlib.resources import files
@@ -27,6 +25,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
+from imgpipe.api.static_files import StaticFile, respond, security_headers
 from imgpipe.domain.errors import NotFound
 from imgpipe.domain.formats import accepted_formats, upload_extensions
 
@@ -44,14 +43,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
-_SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-}
-_REVALIDATE = "no-cache"
-_IMMUTABLE = "public, max-age=31536000, immutable"
+_SECURITY_HEADERS = security_headers(CONTENT_SECURITY_POLICY)
 
 _PAGE = "index.html"
 _ASSETS = {
@@ -61,29 +53,17 @@ _ASSETS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class _File:
-    body: bytes
-    media_type: str
-    version: str
-
-    @property
-    def etag(self) -> str:
-        return f'"{self.version}"'
-
-
-def _read(name: str, media_type: str, body: bytes | None = None) -> _File:
-    data = body if body is not None else (files("imgpipe.api") / "web" / name).read_bytes()
-    return _File(data, media_type, hashlib.sha256(data).hexdigest()[:16])
+def _read(name: str, media_type: str) -> StaticFile:
+    return StaticFile((files("imgpipe.api") / "web" / name).read_bytes(), media_type)
 
 
 @cache
-def _assets() -> dict[str, _File]:
+def _assets() -> dict[str, StaticFile]:
     return {name: _read(name, media_type) for name, media_type in _ASSETS.items()}
 
 
 @cache
-def _page() -> _File:
+def _page() -> StaticFile:
     """The HTML, with each asset reference pinned to the asset's content hash."""
     html = (files("imgpipe.api") / "web" / _PAGE).read_text("utf-8")
     for placeholder, value in _registry_text().items():
@@ -95,7 +75,7 @@ def _page() -> _File:
         if reference not in html:
             raise RuntimeError(f"{_PAGE} does not reference /static/{name}")
         html = html.replace(reference, f'"/static/{name}?v={asset.version}"')
-    return _read(_PAGE, "text/html; charset=utf-8", html.encode("utf-8"))
+    return StaticFile(html.encode("utf-8"), "text/html; charset=utf-8")
 
 
 def _registry_text() -> dict[str, str]:
@@ -108,17 +88,10 @@ def _registry_text() -> dict[str, str]:
     }
 
 
-def _respond(request: Request, file: _File, cache_control: str) -> Response:
-    headers = {**_SECURITY_HEADERS, "ETag": file.etag, "Cache-Control": cache_control}
-    if request.headers.get("if-none-match") == file.etag:
-        return Response(status_code=304, headers=headers)
-    return Response(file.body, media_type=file.media_type, headers=headers)
-
-
 @router.api_route("/", methods=["GET", "HEAD"])
 def web_page(request: Request) -> Response:
     """The web page: upload images, follow their status, see their variants."""
-    return _respond(request, _page(), _REVALIDATE)
+    return respond(request, _page(), _SECURITY_HEADERS)
 
 
 @router.api_route("/static/{name}", methods=["GET", "HEAD"])
@@ -129,4 +102,4 @@ def web_asset(
     asset = _assets().get(name)
     if asset is None:
         raise NotFound("There is no such file; the web page is at /.")
-    return _respond(request, asset, _IMMUTABLE if v == asset.version else _REVALIDATE)
+    return respond(request, asset, _SECURITY_HEADERS, pinned=v == asset.version)
