@@ -13,8 +13,7 @@ whatever the figures (bench/README.md).
 ``--agreement``: engine/ssimulacra2.py against the package at qualities 30-95, with the
 largest difference (exit 1 above auto_quality.AGREEMENT).
 ``--calibrate``: per level, how far the sample's score sits above the whole image's at
-the target and the score's slope per quality step (the bias grows with the slope, which
-the level's threshold and quality offset stand for: engine/auto_quality.py).
+the target (what the level's threshold adds) and the score's slope per quality step.
 
     .venv/bin/python bench/quality_auto_bench.py [--photos DIR] [--repeat N] [--out FILE]
         [--agreement | --calibrate]
@@ -91,22 +90,22 @@ def measure(photos: list[Path], fmt: ImageFormat, repeat: int, out: Path | None 
         q85_scores.append(base_s2)
         line = f"{path.stem[:28]:28} {len(base):7d} {base_s2:5.1f} {floor(image, base):6.4f}"
         for level in LEVELS:
-            took, found = cpu(
+            took, out = cpu(
                 lambda image=image, level=level: encode_detailed(image, fmt, level), repeat
             )
-            score, ssim = package_score(image, found.data), floor(image, found.data)
-            ratio = len(found.data) / len(base)
+            score, ssim = package_score(image, out.data), floor(image, out.data)
+            ratio = len(out.data) / len(base)
             ratios[level].append(ratio)
             cpus[level].append(took / one)
             scores[level].append(score)
             target = auto_quality.LEVELS[level].target
             if level is AutoQuality.BEST:
-                if found.target_met and ssim <= target:
+                if out.target_met and ssim <= target:
                     misses.append(f"{path.stem} best: said met at SSIM {ssim:.4f}")
             elif score < target:
                 misses.append(f"{path.stem} {level.value}: SSIMULACRA2 {score:.1f} < {target}")
-            met = "yes" if found.target_met else "no"
-            line += f" | {found.quality:>6} {ratio:5.2f} {score:5.1f} {ssim:6.4f}"
+            met = "yes" if out.target_met else "no"
+            line += f" | {out.quality:>6} {ratio:5.2f} {score:5.1f} {ssim:6.4f}"
             line += f" {met:>3} {took / one:4.2f}"
         print(line, flush=True)
     print(f"\nmedian q85 SSIMULACRA2 {statistics.median(q85_scores):.1f}")
@@ -153,8 +152,8 @@ def measure(photos: list[Path], fmt: ImageFormat, repeat: int, out: Path | None 
 
 def calibrate(photos: list[Path], fmt: ImageFormat) -> int:
     """Per level: how far the sample's score sits above the whole image's where the
-    whole image crosses the target, and the slope of the score per quality step there
-    (the level's threshold and offset are a line through these: auto_quality.LEVELS)."""
+    whole image crosses the target (the sample's threshold is the target plus about the
+    median of these), and the slope of the score per quality step there."""
     for level in (AutoQuality.ECO, AutoQuality.GOOD):
         target = auto_quality.LEVELS[level].target
         biases, slopes = [], []

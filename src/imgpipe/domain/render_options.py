@@ -41,8 +41,7 @@ OUTPUT_VERSION = 4
 # (``RenderOptions.key_text``), so retuning auto moves those keys and no others.
 # 2: SSIMULACRA2-calibrated levels (auto:best, auto:good, auto:eco) replace block SSIM 0.985.
 # 3: eco and good checked with SSIMULACRA2 itself on the whole image (engine/ssimulacra2.py).
-# 4: WebP eco and good predicted from a 5x5 sample with no whole-image check (2x CPU budget).
-AUTO_QUALITY_VERSION = 4
+AUTO_QUALITY_VERSION = 3
 
 MAX_DIMENSION = 8192
 DEFAULT_QUALITY = 80  # renders; profiles say theirs (85 for the built-ins)
