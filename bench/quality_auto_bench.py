@@ -90,22 +90,22 @@ def measure(photos: list[Path], fmt: ImageFormat, repeat: int, out: Path | None 
         q85_scores.append(base_s2)
         line = f"{path.stem[:28]:28} {len(base):7d} {base_s2:5.1f} {floor(image, base):6.4f}"
         for level in LEVELS:
-            took, out = cpu(
+            took, found = cpu(
                 lambda image=image, level=level: encode_detailed(image, fmt, level), repeat
             )
-            score, ssim = package_score(image, out.data), floor(image, out.data)
-            ratio = len(out.data) / len(base)
+            score, ssim = package_score(image, found.data), floor(image, found.data)
+            ratio = len(found.data) / len(base)
             ratios[level].append(ratio)
             cpus[level].append(took / one)
             scores[level].append(score)
             target = auto_quality.LEVELS[level].target
             if level is AutoQuality.BEST:
-                if out.target_met and ssim <= target:
+                if found.target_met and ssim <= target:
                     misses.append(f"{path.stem} best: said met at SSIM {ssim:.4f}")
             elif score < target:
                 misses.append(f"{path.stem} {level.value}: SSIMULACRA2 {score:.1f} < {target}")
-            met = "yes" if out.target_met else "no"
-            line += f" | {out.quality:>6} {ratio:5.2f} {score:5.1f} {ssim:6.4f}"
+            met = "yes" if found.target_met else "no"
+            line += f" | {found.quality:>6} {ratio:5.2f} {score:5.1f} {ssim:6.4f}"
             line += f" {met:>3} {took / one:4.2f}"
         print(line, flush=True)
     print(f"\nmedian q85 SSIMULACRA2 {statistics.median(q85_scores):.1f}")
