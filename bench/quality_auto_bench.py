@@ -13,7 +13,8 @@ whatever the figures (bench/README.md).
 ``--agreement``: engine/ssimulacra2.py against the package at qualities 30-95, with the
 largest difference (exit 1 above auto_quality.AGREEMENT).
 ``--calibrate``: per level, how far the sample's score sits above the whole image's at
-the target (what the level's threshold adds) and the score's slope per quality step.
+the target and the score's slope per quality step (the bias grows with the slope, which
+the level's threshold and quality offset stand for: engine/auto_quality.py).
 
     .venv/bin/python bench/quality_auto_bench.py [--photos DIR] [--repeat N] [--out FILE]
         [--agreement | --calibrate]
@@ -152,8 +153,8 @@ def measure(photos: list[Path], fmt: ImageFormat, repeat: int, out: Path | None 
 
 def calibrate(photos: list[Path], fmt: ImageFormat) -> int:
     """Per level: how far the sample's score sits above the whole image's where the
-    whole image crosses the target (the sample's threshold is the target plus about the
-    median of these), and the slope of the score per quality step there."""
+    whole image crosses the target, and the slope of the score per quality step there
+    (the level's threshold and offset are a line through these: auto_quality.LEVELS)."""
     for level in (AutoQuality.ECO, AutoQuality.GOOD):
         target = auto_quality.LEVELS[level].target
         biases, slopes = [], []

@@ -94,6 +94,23 @@ def test_eco_and_good_are_smaller_than_q85_and_keep_their_targets(
         assert score >= auto_quality.LEVELS[level].target, level
 
 
+def test_a_prediction_that_passes_is_final_and_one_that_misses_is_searched(image: Any) -> None:
+    # WebP's good and eco encode the whole image at the sample's prediction and score it:
+    # a pass costs no further encode, a miss searches on until the target holds.
+    spec = auto_quality.LEVELS[AutoQuality.GOOD]
+    reference = ssimulacra2.Reference(image)
+
+    def encode(pixels: Any, quality: int, trial: bool = False) -> bytes:
+        return _encode(pixels, ImageFormat.WEBP, quality, False, trial)
+
+    kept = auto_quality._checked(image, spec, spec.ceiling, encode, descend=False)
+    assert (kept.quality, kept.probes, kept.met) == (spec.ceiling, 1, True)
+    searched = auto_quality._checked(image, spec, 60, encode, descend=False)
+    assert searched.met and 60 < searched.quality < spec.ceiling and searched.probes > 1
+    score = reference.score(pyvips.Image.new_from_buffer(searched.data, ""))
+    assert score >= spec.target
+
+
 def test_ssimulacra2_agrees_with_the_package(image: Any, results: dict[AutoQuality, Any]) -> None:
     package = pytest.importorskip("ssimulacra2")
     decoded = pyvips.Image.new_from_buffer(results[AutoQuality.ECO].data, "")

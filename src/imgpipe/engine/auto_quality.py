@@ -2,29 +2,43 @@
 
 The levels (domain/render_options.py ``AutoQuality``) are judged by SSIMULACRA2
 (engine/ssimulacra2.py: the published algorithm in numpy, within 0.02 of the
-``ssimulacra2`` package). Scoring the whole image costs about as much as encoding it, so a
-sample finds the neighbourhood cheaply and the whole image decides:
+``ssimulacra2`` package). Every output is an encode that was scored on the whole image,
+so each keeps its level's target by construction; what the search saves is how many
+whole-image checks that takes (each costs about two encodes: the encode, its decode and
+the score, plus preparing the original once). For WebP a sample predicts the quality and
+one check usually confirms it:
 
-- **The sample.** 9 tiles of 96x96 pixels, one at the centre of each cell of a 3x3 grid
-  over the image, joined into one 288x288 image (a sixth of an 800x600 image; an image
+- **The sample.** 25 tiles of 64x64 pixels, one at the centre of each cell of a 5x5 grid
+  over the image, joined into one 320x320 image (a fifth of an 800x600 image; an image
   under twice that is its own sample). Tiles sit on 16-pixel boundaries, so the encoder
   cuts them into the blocks it cuts the whole image into.
 - **The trials.** The sample is encoded at the level's usual quality, at a fast encoder
   effort (``encode_at(..., trial=True)``), and scored against itself unencoded. The next
   trial jumps by the score's gap to the threshold over its slope (the level's after one
-  trial); once two trials bracket the threshold, the line between them places the next.
-  At most ``MAX_TRIALS``.
-- **The checks.** The whole image, encoded at its real effort from the sample's answer and
-  scored: moved up while it misses the target (plus ``AGREEMENT``), down while it leaves
-  ``ROOM`` quality steps of room, until the lowest passing quality sits next to a failing
-  one, at most ``MAX_CHECKS`` encodes. The answer is always an encode that was scored, so
-  each output keeps its level's target however the sample misjudged it.
+  trial); once two trials bracket the threshold, the line between them places the
+  answer. At most ``MAX_TRIALS`` (two: each costs about a fifth of an encode, mostly the
+  score).
+- **The prediction.** The sample's crossing of the level's threshold plus the level's
+  ``offset`` quality steps. The sample scores above the whole image by an amount that
+  grows with the score's slope per quality step (flat-scoring photos, text and night
+  scenes, are near 0; steep ones near 3-4 points); a threshold below the target plus a
+  fixed number of quality steps is that line. Threshold and offset were fitted on the
+  corpus so that the first check passes on every photo with the fewest bytes
+  (bench/quality_auto_bench.py ``--calibrate`` shows the bias).
+- **The confirmation.** The whole image is encoded at the prediction (real effort) and
+  scored. If it passes (target plus ``AGREEMENT``) it is the answer: no search below it,
+  which is where this costs bytes against an exhaustive search (good 0.72x q85's bytes
+  against 0.69x for the lowest passing quality, median over the corpus) and what keeps
+  the CPU near three encodes instead of six. If it misses, the search goes on as the
+  exhaustive one does (up by the gap over the slope, then between the nearest failing
+  and passing qualities), at most ``MAX_CHECKS`` encodes; where even the ceiling misses,
+  the ceiling is kept and ``AutoResult.met`` says so.
 
-A level's threshold for the sample is its SSIMULACRA2 target plus the upper end of how far
-the sample scores above the whole image at the target (``LEVELS``;
-bench/quality_auto_bench.py ``--calibrate``: medians 2.6 for good, 3.6 for eco, ranges
-0.2-3.6 and -1.5-5.8 over the corpus), so the first check of the whole image usually
-passes and at most a step down follows: each check costs about two and a half encodes.
+Other formats (AVIF, JPEG), where the offset was never calibrated, and images that are
+their own sample keep the exhaustive search (``_encode_exhaustive``: the 3x3 sample of 96x96
+tiles, then the whole image encoded and scored, moved up while it misses the target,
+down while it leaves ``ROOM`` steps, at most ``MAX_CHECKS`` encodes): the lowest passing
+quality, at 6-9 encodes' CPU.
 
 ``auto:best`` is different in kind: the design's quality floor, SSIM above 0.95 against
 the resized source (``floor_ssim``, computed as scikit-image's ``structural_similarity``
@@ -38,7 +52,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pyvips
@@ -64,25 +78,38 @@ class Level:
     target: float  # what the bench holds the output to (SSIMULACRA2; SSIM for best)
     ceiling: int  # the highest quality tried: good never costs more than q85, its yardstick
     slope: float = 1.0  # SSIMULACRA2 points per quality step near the target, corpus median
+    # Quality steps added to the sample's crossing of ``threshold`` (WebP's prediction):
+    # the part of the sample's bias that grows with the score's slope (the module doc).
+    offset: int = 0
 
 
 # SSIMULACRA2's scale: 90 visually lossless, 70 high quality, 50 medium. good: not told
 # from quality 85 at normal viewing (q85 scores 77 median on the corpus); eco: fewer
-# bytes, artefacts visible side by side. Thresholds: target + the sample's margin.
+# bytes, artefacts visible side by side. WebP's thresholds and offsets: the module doc.
 LEVELS = {
-    AutoQuality.ECO: Level(start=60, threshold=65.8, target=60.0, ceiling=80, slope=0.5),
-    AutoQuality.GOOD: Level(start=76, threshold=73.6, target=70.0, ceiling=85, slope=1.0),
+    AutoQuality.ECO: Level(start=60, threshold=66.0, target=60.0, ceiling=80, slope=0.5, offset=3),
+    AutoQuality.GOOD: Level(start=76, threshold=68.0, target=70.0, ceiling=85, slope=1.0, offset=6),
     AutoQuality.BEST: Level(start=88, threshold=0.95, target=0.95, ceiling=100),
 }
+# The thresholds the exhaustive search (below) clears on the old 3x3 sample: target plus the
+# upper end of that sample's bias, so its first whole-image check usually passes.
+EXHAUSTIVE_THRESHOLDS = {AutoQuality.ECO: 65.8, AutoQuality.GOOD: 73.6}
 QUALITY_RANGE = (20, 100)
-MAX_TRIALS = 3  # trial encodes of the sample (good, eco)
+MAX_TRIALS = 2  # trial encodes of the predictor's sample (good, eco)
+EXHAUSTIVE_TRIALS = 3  # the exhaustive search's (formats the predictor is not fitted for)
 ROOM = 2  # quality steps of room below a passing encode worth another check
 MAX_CHECKS = 4  # encodes of the whole image, each scored (good, eco)
 AGREEMENT = 0.1  # engine/ssimulacra2.py against the ssimulacra2 package: within 0.02 seen
 MAX_BEST_STEPS = 4  # best: whole-image checks stepping up from the sample's answer
 
-TILE = 96  # multiples of 16: whole macroblocks (WebP), superblock halves (AV1)
-GRID = 3  # TILE * GRID >= 256: six SSIMULACRA2 scales, as the whole image has
+# The predictor's sample (good and eco, WebP): 25 tiles of 64x64 (a fifth of 800x600).
+# More, smaller tiles see more of the image than 9 of 96x96 for about the same pixels:
+# the sample's bias spread over the corpus at good fell from 3.4 to 3.0 points.
+TILE = 64  # multiples of 16: whole macroblocks (WebP), superblock halves (AV1)
+GRID = 5  # TILE * GRID >= 256: six SSIMULACRA2 scales, as the whole image has
+# The exhaustive searches' sample (best; good and eco in formats without a fit).
+EXHAUSTIVE_TILE = 96
+EXHAUSTIVE_GRID = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,30 +123,56 @@ class AutoResult:
 def encode_auto(image: Any, fmt: ImageFormat, level: AutoQuality, encode_at: Encoder) -> AutoResult:
     """The smallest encoding of ``image`` (one frame) that keeps ``level``."""
     spec = LEVELS[level]
-    sample, whole = make_sample(image)
     if level is AutoQuality.BEST:
+        sample, whole = make_sample(image, EXHAUSTIVE_GRID, EXHAUSTIVE_TILE)
         return _encode_best(image, sample, whole, encode_at)
+    if fmt is not ImageFormat.WEBP:  # no fitted prediction: the lowest passing quality
+        return _encode_exhaustive(image, spec, EXHAUSTIVE_THRESHOLDS[level], encode_at)
+    sample, whole = make_sample(image)
     if whole:  # the sample is the image: trials at the real effort, scored against it
         return _checked(image, spec, spec.start, encode_at)
-    reference = ssimulacra2.Reference(sample)
-    trials = 0
+    trials = _Trials(sample, encode_at)
+    quality, _ = search(trials, spec)
+    predicted = quality + spec.offset
+    found = _checked(image, spec, predicted, encode_at, descend=False)
+    return AutoResult(found.data, found.quality, found.met, found.probes + trials.count)
 
-    def trial(quality: int) -> float:
-        nonlocal trials
-        trials += 1
-        data = encode_at(sample, quality, trial=True)
-        return reference.score(pyvips.Image.new_from_buffer(data, ""))
 
-    quality, _ = search(trial, spec)
+class _Trials:
+    """The sample encoded at a trial's quality (fast effort) and scored against itself."""
+
+    def __init__(self, sample: Any, encode_at: Encoder) -> None:
+        self.sample, self.encode_at = sample, encode_at
+        self.reference = ssimulacra2.Reference(sample)
+        self.count = 0
+
+    def __call__(self, quality: int) -> float:
+        self.count += 1
+        data = self.encode_at(self.sample, quality, trial=True)
+        return self.reference.score(pyvips.Image.new_from_buffer(data, ""))
+
+
+def _encode_exhaustive(image: Any, spec: Level, threshold: float, encode_at: Encoder) -> AutoResult:
+    """The search of AUTO_QUALITY_VERSION 3, for formats the predictor's offset was not
+    calibrated in (AVIF, JPEG): the 3x3 sample's answer, then whole-image checks."""
+    sample, whole = make_sample(image, EXHAUSTIVE_GRID, EXHAUSTIVE_TILE)
+    if whole:
+        return _checked(image, spec, spec.start, encode_at)
+    trials = _Trials(sample, encode_at)
+    checked = replace(spec, threshold=threshold)
+    quality, _ = search(trials, checked, EXHAUSTIVE_TRIALS)
     found = _checked(image, spec, quality, encode_at)
-    return AutoResult(found.data, found.quality, found.met, found.probes + trials)
+    return AutoResult(found.data, found.quality, found.met, found.probes + trials.count)
 
 
-def _checked(image: Any, spec: Level, quality: int, encode_at: Encoder) -> AutoResult:
+def _checked(
+    image: Any, spec: Level, quality: int, encode_at: Encoder, descend: bool = True
+) -> AutoResult:
     """The whole image encoded from ``quality`` and scored, then moved (up while it
     misses the target, down while the score leaves ROOM steps of room) until the lowest
-    passing quality sits next to a failing one, in at most MAX_CHECKS encodes. The
-    answer is always an encode that was scored."""
+    passing quality sits next to a failing one, in at most MAX_CHECKS encodes; with
+    ``descend`` False a first encode that passes is the answer. The answer is always an
+    encode that was scored."""
     reference = ssimulacra2.Reference(image)
     need = spec.target + AGREEMENT
     low, high = QUALITY_RANGE[0], spec.ceiling
@@ -128,6 +181,8 @@ def _checked(image: Any, spec: Level, quality: int, encode_at: Encoder) -> AutoR
     for _ in range(MAX_CHECKS):
         data = encode_at(image, quality)
         encodes[quality] = (reference.score(pyvips.Image.new_from_buffer(data, "")), data)
+        if not descend and len(encodes) == 1 and encodes[quality][0] >= need:
+            break  # the prediction passed: final (a search below it costs a check each)
         scores = {q: score for q, (score, _) in encodes.items()}
         following = _next(scores, need, low, high, spec.slope)
         if following is None or following in encodes:
@@ -142,14 +197,16 @@ def _checked(image: Any, spec: Level, quality: int, encode_at: Encoder) -> AutoR
     return AutoResult(encode_at(image, high), high, False, len(encodes) + 1)
 
 
-def search(trial: Callable[[int], float], spec: Level) -> tuple[int, bool]:
+def search(
+    trial: Callable[[int], float], spec: Level, max_trials: int = MAX_TRIALS
+) -> tuple[int, bool]:
     """The lowest quality up to the level's ceiling whose trial (an SSIMULACRA2 score)
-    clears its threshold, in at most MAX_TRIALS trials (see ``_next``); where the trials
-    leave a gap, the line between them places the answer."""
+    clears its threshold, in at most ``max_trials`` trials (see ``_next``); where the
+    trials leave a gap, the line between them places the answer."""
     low, high = QUALITY_RANGE[0], spec.ceiling
     scores: dict[int, float] = {}
     quality: int | None = spec.start
-    for _ in range(MAX_TRIALS):
+    for _ in range(max_trials):
         assert quality is not None
         scores[quality] = trial(quality)
         quality = _next(scores, spec.threshold, low, high, spec.slope)
@@ -284,19 +341,19 @@ def _check_best(image: Any, encode_at: Encoder, quality: int, tried: int) -> Aut
 # --- the sample ---------------------------------------------------------------------------
 
 
-def make_sample(image: Any) -> tuple[Any, bool]:
-    """GRID x GRID tiles from a grid over the image joined into one image, or the image
-    itself when it is small; True when it is the image itself."""
-    side = GRID * TILE
+def make_sample(image: Any, grid: int = GRID, tile: int = TILE) -> tuple[Any, bool]:
+    """``grid`` x ``grid`` tiles from a grid over the image joined into one image, or the
+    image itself when it is small; True when it is the image itself."""
+    side = grid * tile
     if image.width * image.height <= 2 * side * side or min(image.width, image.height) < side:
         return image.copy_memory(), True
     tiles = []
-    for row in range(GRID):
-        for col in range(GRID):
-            x = int((col + 0.5) * image.width / GRID - TILE / 2) // 16 * 16
-            y = int((row + 0.5) * image.height / GRID - TILE / 2) // 16 * 16
-            tiles.append(image.crop(x, y, TILE, TILE))
-    return pyvips.Image.arrayjoin(tiles, across=GRID).copy_memory(), False
+    for row in range(grid):
+        for col in range(grid):
+            x = int((col + 0.5) * image.width / grid - tile / 2) // 16 * 16
+            y = int((row + 0.5) * image.height / grid - tile / 2) // 16 * 16
+            tiles.append(image.crop(x, y, tile, tile))
+    return pyvips.Image.arrayjoin(tiles, across=grid).copy_memory(), False
 
 
 # --- pixels ------------------------------------------------------------------------------

@@ -76,7 +76,10 @@ NEGLIGIBLE = 0.01
 
 # The sRGB transfer curve over the 256 code values, to linear 0-1.
 _CODES = [c / 255.0 for c in range(256)]
-_LINEAR = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in _CODES]
+_LINEAR = np.asarray(
+    [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in _CODES],
+    dtype=np.float32,
+)
 
 
 class Reference:
@@ -149,7 +152,7 @@ def _sizes(width: int, height: int) -> list[tuple[int, int]]:
 def _pyramid(pixels: np.ndarray, levels: int) -> Iterator[np.ndarray]:
     """Linear RGB (float32, 0-1) at ``levels`` sizes, each half the last: 2x2 means, an
     odd last row or column averaged on its own."""
-    linear = np.asarray(_LINEAR, dtype=np.float32)[pixels]
+    linear = _LINEAR.take(pixels)  # half the time of _LINEAR[pixels]
     for level in range(levels):
         yield linear
         if level + 1 < levels:
