@@ -12,12 +12,12 @@ whatever the figures (bench/README.md).
 
 ``--agreement``: engine/ssimulacra2.py against the package at qualities 30-95, with the
 largest difference (exit 1 above auto_quality.AGREEMENT).
-``--calibrate``: per level, how far the sample's score sits above the whole image's at
-the target and the score's slope per quality step (the bias grows with the slope, which
-the level's threshold and quality offset stand for: engine/auto_quality.py).
+``--fit``: per level, the prediction (the 5x5 sample's threshold and a quality offset:
+engine/auto_quality.PREDICTIONS) with the fewest median bytes at which the first
+whole-image check passes on every photo; about 2 minutes for WebP, 4 for AVIF.
 
     .venv/bin/python bench/quality_auto_bench.py [--photos DIR] [--repeat N] [--out FILE]
-        [--agreement | --calibrate]
+        [--agreement | --fit]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,6 @@ from imgpipe.engine.encode import _encode, encode_detailed
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "photos"
 BOX = (800, 600)
 LEVELS = (AutoQuality.ECO, AutoQuality.GOOD, AutoQuality.BEST)
-CALIBRATION_QUALITIES = range(30, 96)
 AGREEMENT_QUALITIES = (30, 50, 70, 85, 95)
 
 
@@ -151,30 +151,55 @@ def measure(photos: list[Path], fmt: ImageFormat, repeat: int, out: Path | None 
     return 0  # a missed target is a MISS line, not a failure (bench/README.md)
 
 
-def calibrate(photos: list[Path], fmt: ImageFormat) -> int:
-    """Per level: how far the sample's score sits above the whole image's where the
-    whole image crosses the target, and the slope of the score per quality step there
-    (the level's threshold and offset are a line through these: auto_quality.LEVELS)."""
+FIT_THRESHOLDS = [t / 2 for t in range(110, 161)]  # 55.0-80.0, half points
+FIT_OFFSETS = range(-12, 13)
+
+
+def fit(photos: list[Path], fmt: ImageFormat) -> int:
+    """Per level: the prediction (auto_quality.Prediction: the 5x5 sample's threshold and
+    the quality offset) with the fewest median bytes at which the first whole-image check
+    passes on every photo, from each photo's whole-image score and bytes at every quality
+    and its sample's trial score at every quality (the search runs on those)."""
+    curves = []
+    for path in photos:
+        image = load(path)
+        whole = ssimulacra2.Reference(image)
+        sample, _ = auto_quality.make_sample(image)
+        part = ssimulacra2.Reference(sample)
+        scores, sizes, trials = {}, {}, {}
+        for quality in range(auto_quality.QUALITY_RANGE[0], 86):
+            data = _encode(image, fmt, quality)
+            scores[quality] = whole.score(pyvips.Image.new_from_buffer(data, ""))
+            sizes[quality] = len(data)
+            trial = _encode(sample, fmt, quality, trial=True)
+            trials[quality] = part.score(pyvips.Image.new_from_buffer(trial, ""))
+        curves.append((scores, sizes, trials))
+        print(f"  {path.stem[:28]}: measured", file=sys.stderr, flush=True)
     for level in (AutoQuality.ECO, AutoQuality.GOOD):
-        target = auto_quality.LEVELS[level].target
-        biases, slopes = [], []
-        for path in photos:
-            image = load(path)
-            sample, _ = auto_quality.make_sample(image)
-            whole, part = ssimulacra2.Reference(image), ssimulacra2.Reference(sample)
-            scores = {}
-            for quality in CALIBRATION_QUALITIES:
-                data = _encode(image, fmt, quality)
-                scores[quality] = whole.score(pyvips.Image.new_from_buffer(data, ""))
-            crossing = next((q for q in CALIBRATION_QUALITIES if scores[q] >= target), 95)
-            trial = _encode(sample, fmt, crossing, trial=True)
-            biases.append(part.score(pyvips.Image.new_from_buffer(trial, "")) - scores[crossing])
-            if crossing - 5 in scores:
-                slopes.append((scores[crossing] - scores[crossing - 5]) / 5)
+        spec = auto_quality.LEVELS[level]
+        need = spec.target + auto_quality.AGREEMENT
+        low = auto_quality.QUALITY_RANGE[0]
+        candidates = []
+        for threshold in FIT_THRESHOLDS:
+            found = [
+                auto_quality.search(trials.__getitem__, replace(spec, threshold=threshold))[0]
+                for _, _, trials in curves
+            ]
+            for offset in FIT_OFFSETS:
+                predicted = [min(spec.ceiling, max(low, q + offset)) for q in found]
+                pairs = list(zip(predicted, curves, strict=True))
+                if all(scores[q] >= need for q, (scores, _, _) in pairs):
+                    ratio = statistics.median(sizes[q] / sizes[85] for q, (_, sizes, _) in pairs)
+                    mean_quality = statistics.mean(predicted)
+                    candidates.append((ratio, mean_quality, abs(offset), threshold, offset))
+        if not candidates:
+            print(f"{level.value}: no prediction passes its first check on every photo")
+            continue
+        ratio, _, _, threshold, offset = min(candidates)
         print(
-            f"{level.value}: sample minus whole at the crossing: median"
-            f" {statistics.median(biases):.1f}, range {min(biases):.1f}-{max(biases):.1f};"
-            f" slope median {statistics.median(slopes):.2f} points per quality step"
+            f"{level.value}: Prediction(threshold={threshold}, offset={offset}): median"
+            f" {ratio:.3f}x q85's bytes, every photo's first check passing"
+            f" ({len(candidates)} of {len(FIT_THRESHOLDS) * len(FIT_OFFSETS)} pairs pass)"
         )
     return 0
 
@@ -202,7 +227,7 @@ def main() -> int:
     parser.add_argument("--photos", type=Path, default=PHOTOS)
     parser.add_argument("--format", default="webp", choices=["webp", "avif", "jpeg"])
     parser.add_argument("--repeat", type=int, default=3, help="timed rounds per encode")
-    parser.add_argument("--calibrate", action="store_true")
+    parser.add_argument("--fit", action="store_true")
     parser.add_argument("--agreement", action="store_true")
     parser.add_argument("--out", type=Path, help="write the figures and verdicts as JSON")
     args = parser.parse_args()
@@ -213,7 +238,7 @@ def main() -> int:
     fmt = ImageFormat(args.format)
     if args.agreement:
         return agreement(photos, fmt)
-    return calibrate(photos, fmt) if args.calibrate else measure(photos, fmt, args.repeat, args.out)
+    return fit(photos, fmt) if args.fit else measure(photos, fmt, args.repeat, args.out)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ OUTPUT_VERSION = 4
 # (``RenderOptions.key_text``), so retuning auto moves those keys and no others.
 # 2: SSIMULACRA2-calibrated levels (auto:best, auto:good, auto:eco) replace block SSIM 0.985.
 # 3: eco and good checked with SSIMULACRA2 itself on the whole image (engine/ssimulacra2.py).
-# 4: WebP eco and good predicted from a 5x5 sample, then confirmed on the whole image,
+# 4: eco and good (WebP, AVIF, JPEG) predicted from a 5x5 sample, then confirmed on the whole image,
 #    stepping up only (about half the CPU of 3).
 AUTO_QUALITY_VERSION = 4
 

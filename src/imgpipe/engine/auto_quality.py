@@ -5,40 +5,43 @@ The levels (domain/render_options.py ``AutoQuality``) are judged by SSIMULACRA2
 ``ssimulacra2`` package). Every output is an encode that was scored on the whole image,
 so each keeps its level's target by construction; what the search saves is how many
 whole-image checks that takes (each costs about two encodes: the encode, its decode and
-the score, plus preparing the original once). For WebP a sample predicts the quality and
+the score, plus preparing the original once). Where a prediction was fitted for the
+output format (``PREDICTIONS``: WebP, AVIF and JPEG), a sample predicts the quality and
 one check usually confirms it:
 
 - **The sample.** 25 tiles of 64x64 pixels, one at the centre of each cell of a 5x5 grid
   over the image, joined into one 320x320 image (a fifth of an 800x600 image; an image
-  under twice that is its own sample). Tiles sit on 16-pixel boundaries, so the encoder
-  cuts them into the blocks it cuts the whole image into.
-- **The trials.** The sample is encoded at the level's usual quality, at a fast encoder
-  effort (``encode_at(..., trial=True)``), and scored against itself unencoded. The next
-  trial jumps by the score's gap to the threshold over its slope (the level's after one
+  under twice that is its own sample, and gets the exhaustive search below). Tiles sit
+  on 16-pixel boundaries, so the encoder cuts them into the blocks it cuts the whole
+  image into.
+- **The trials.** The sample is encoded at the level's usual quality (WebP at effort 0:
+  ``encode_at(..., trial=True)``) and scored against itself unencoded. The next trial
+  jumps by the score's gap to the threshold over its slope (the level's after one
   trial); once two trials bracket the threshold, the line between them places the
   answer. At most ``MAX_TRIALS`` (two: each costs about a fifth of an encode, mostly the
   score).
-- **The prediction.** The sample's crossing of the level's threshold plus the level's
+- **The prediction.** The sample's crossing of the prediction's threshold plus its
   ``offset`` quality steps. The sample scores above the whole image by an amount that
   grows with the score's slope per quality step (flat-scoring photos, text and night
-  scenes, are near 0; steep ones near 3-4 points); a threshold below the target plus a
-  fixed number of quality steps is that line. Threshold and offset were fitted on the
-  corpus so that the first check passes on every photo with the fewest bytes
-  (bench/quality_auto_bench.py ``--calibrate`` shows the bias).
+  scenes, are near 0; steep ones near 3-4 points); a threshold plus a fixed number of
+  quality steps is a line through that. ``bench/quality_auto_bench.py --fit`` chooses,
+  per format and level, the pair with the fewest median bytes at which the first check
+  passes on every corpus photo. A photo unlike the corpus costs more checks, never a
+  missed target.
 - **The confirmation.** The whole image is encoded at the prediction (real effort) and
   scored. If it passes (target plus ``AGREEMENT``) it is the answer: no search below it,
-  which is where this costs bytes against an exhaustive search (good 0.72x q85's bytes
-  against 0.69x for the lowest passing quality, median over the corpus) and what keeps
-  the CPU near three encodes instead of six. If it misses, the search goes on as the
-  exhaustive one does (up by the gap over the slope, then between the nearest failing
-  and passing qualities), at most ``MAX_CHECKS`` encodes; where even the ceiling misses,
-  the ceiling is kept and ``AutoResult.met`` says so.
+  which is where this costs bytes against the exhaustive search (a few per cent) and
+  what halves the CPU. If it misses, the search goes on as the exhaustive one does (up by
+  the gap over the slope, then between the nearest failing and passing qualities), at
+  most ``MAX_CHECKS`` encodes; where even the ceiling misses, the ceiling is kept and
+  ``AutoResult.met`` says so.
 
-Other formats (AVIF, JPEG), where the offset was never calibrated, and images that are
-their own sample keep the exhaustive search (``_encode_exhaustive``: the 3x3 sample of 96x96
-tiles, then the whole image encoded and scored, moved up while it misses the target,
-down while it leaves ``ROOM`` steps, at most ``MAX_CHECKS`` encodes): the lowest passing
-quality, at 6-9 encodes' CPU.
+Formats without a prediction (JPEG XL) and images that are their own sample get the
+exhaustive search (``_encode_exhaustive``: a 3x3 sample of 96x96 tiles against the
+level's threshold, the target plus the upper end of that sample's bias, then the whole
+image encoded and scored, moved up while it misses the target, down while it leaves
+``ROOM`` steps, at most ``MAX_CHECKS`` encodes): the lowest passing quality, at 6-9
+encodes' CPU.
 
 ``auto:best`` is different in kind: the design's quality floor, SSIM above 0.95 against
 the resized source (``floor_ssim``, computed as scikit-image's ``structural_similarity``
@@ -74,35 +77,49 @@ class Encoder(Protocol):
 @dataclass(frozen=True, slots=True)
 class Level:
     start: int  # the quality the search tries first: the level's median on the corpus
-    threshold: float  # the sample's SSIMULACRA2 (or, for best, the SSIM) to clear
+    # The sample's SSIMULACRA2 (or, for best, the SSIM) the exhaustive search clears on its
+    # 3x3 sample: the target plus the upper end of that sample's bias, so its first
+    # whole-image check usually passes.
+    threshold: float
     target: float  # what the bench holds the output to (SSIMULACRA2; SSIM for best)
     ceiling: int  # the highest quality tried: good never costs more than q85, its yardstick
     slope: float = 1.0  # SSIMULACRA2 points per quality step near the target, corpus median
-    # Quality steps added to the sample's crossing of ``threshold`` (WebP's prediction):
-    # the part of the sample's bias that grows with the score's slope (the module doc).
-    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    threshold: float  # the 5x5 sample's SSIMULACRA2 to clear
+    offset: int  # quality steps added to the sample's crossing of the threshold
 
 
 # SSIMULACRA2's scale: 90 visually lossless, 70 high quality, 50 medium. good: not told
 # from quality 85 at normal viewing (q85 scores 77 median on the corpus); eco: fewer
-# bytes, artefacts visible side by side. WebP's thresholds and offsets: the module doc.
+# bytes, artefacts visible side by side.
 LEVELS = {
-    AutoQuality.ECO: Level(start=60, threshold=66.0, target=60.0, ceiling=80, slope=0.5, offset=3),
-    AutoQuality.GOOD: Level(start=76, threshold=68.0, target=70.0, ceiling=85, slope=1.0, offset=6),
+    AutoQuality.ECO: Level(start=60, threshold=65.8, target=60.0, ceiling=80, slope=0.5),
+    AutoQuality.GOOD: Level(start=76, threshold=73.6, target=70.0, ceiling=85, slope=1.0),
     AutoQuality.BEST: Level(start=88, threshold=0.95, target=0.95, ceiling=100),
 }
-# The thresholds the exhaustive search (below) clears on the old 3x3 sample: target plus the
-# upper end of that sample's bias, so its first whole-image check usually passes.
-EXHAUSTIVE_THRESHOLDS = {AutoQuality.ECO: 65.8, AutoQuality.GOOD: 73.6}
+# Per output format and level: the fewest bytes at which the first whole-image check
+# passes on every corpus photo (bench/quality_auto_bench.py --fit). A format without one
+# gets the exhaustive search.
+PREDICTIONS = {
+    (ImageFormat.WEBP, AutoQuality.ECO): Prediction(threshold=69.0, offset=-6),
+    (ImageFormat.WEBP, AutoQuality.GOOD): Prediction(threshold=68.0, offset=6),
+    (ImageFormat.AVIF, AutoQuality.ECO): Prediction(threshold=64.5, offset=-3),
+    (ImageFormat.AVIF, AutoQuality.GOOD): Prediction(threshold=67.5, offset=5),
+    (ImageFormat.JPEG, AutoQuality.ECO): Prediction(threshold=64.0, offset=1),
+    (ImageFormat.JPEG, AutoQuality.GOOD): Prediction(threshold=76.5, offset=-6),
+}
 QUALITY_RANGE = (20, 100)
-MAX_TRIALS = 2  # trial encodes of the predictor's sample (good, eco)
-EXHAUSTIVE_TRIALS = 3  # the exhaustive search's (formats the predictor is not fitted for)
+MAX_TRIALS = 2  # trial encodes of the predicting sample (good, eco)
+EXHAUSTIVE_TRIALS = 3  # the exhaustive search's (formats without a prediction)
 ROOM = 2  # quality steps of room below a passing encode worth another check
 MAX_CHECKS = 4  # encodes of the whole image, each scored (good, eco)
 AGREEMENT = 0.1  # engine/ssimulacra2.py against the ssimulacra2 package: within 0.02 seen
 MAX_BEST_STEPS = 4  # best: whole-image checks stepping up from the sample's answer
 
-# The predictor's sample (good and eco, WebP): 25 tiles of 64x64 (a fifth of 800x600).
+# The predicting sample (good and eco): 25 tiles of 64x64 (a fifth of 800x600).
 # More, smaller tiles see more of the image than 9 of 96x96 for about the same pixels:
 # the sample's bias spread over the corpus at good fell from 3.4 to 3.0 points.
 TILE = 64  # multiples of 16: whole macroblocks (WebP), superblock halves (AV1)
@@ -126,14 +143,15 @@ def encode_auto(image: Any, fmt: ImageFormat, level: AutoQuality, encode_at: Enc
     if level is AutoQuality.BEST:
         sample, whole = make_sample(image, EXHAUSTIVE_GRID, EXHAUSTIVE_TILE)
         return _encode_best(image, sample, whole, encode_at)
-    if fmt is not ImageFormat.WEBP:  # no fitted prediction: the lowest passing quality
-        return _encode_exhaustive(image, spec, EXHAUSTIVE_THRESHOLDS[level], encode_at)
+    prediction = PREDICTIONS.get((fmt, level))
+    if prediction is None:  # no fitted prediction: the lowest passing quality
+        return _encode_exhaustive(image, spec, encode_at)
     sample, whole = make_sample(image)
     if whole:  # the sample is the image: trials at the real effort, scored against it
         return _checked(image, spec, spec.start, encode_at)
     trials = _Trials(sample, encode_at)
-    quality, _ = search(trials, spec)
-    predicted = quality + spec.offset
+    quality, _ = search(trials, replace(spec, threshold=prediction.threshold))
+    predicted = quality + prediction.offset
     found = _checked(image, spec, predicted, encode_at, descend=False)
     return AutoResult(found.data, found.quality, found.met, found.probes + trials.count)
 
@@ -152,15 +170,14 @@ class _Trials:
         return self.reference.score(pyvips.Image.new_from_buffer(data, ""))
 
 
-def _encode_exhaustive(image: Any, spec: Level, threshold: float, encode_at: Encoder) -> AutoResult:
-    """The search of AUTO_QUALITY_VERSION 3, for formats the predictor's offset was not
-    calibrated in (AVIF, JPEG): the 3x3 sample's answer, then whole-image checks."""
+def _encode_exhaustive(image: Any, spec: Level, encode_at: Encoder) -> AutoResult:
+    """The search of AUTO_QUALITY_VERSION 3, for formats without a fitted prediction:
+    the 3x3 sample's answer, then whole-image checks down to the lowest passing quality."""
     sample, whole = make_sample(image, EXHAUSTIVE_GRID, EXHAUSTIVE_TILE)
     if whole:
         return _checked(image, spec, spec.start, encode_at)
     trials = _Trials(sample, encode_at)
-    checked = replace(spec, threshold=threshold)
-    quality, _ = search(trials, checked, EXHAUSTIVE_TRIALS)
+    quality, _ = search(trials, spec, EXHAUSTIVE_TRIALS)
     found = _checked(image, spec, quality, encode_at)
     return AutoResult(found.data, found.quality, found.met, found.probes + trials.count)
 

@@ -30,10 +30,10 @@ FAST_AVIF_EFFORT = dict(FORMATS[ImageFormat.AVIF].fast_options)["effort"]
 # larger (3-25%) at about the same SSIMULACRA2 (bench/large_render_bench.py --score).
 LARGE_RENDER_PIXELS = BASE_BOX[0] * BASE_BOX[1]
 LARGE_FAST_WEBP_EFFORT = 0
-# WebP effort for quality=auto's trial encodes of its sample: effort 0 takes a third of
-# effort 4's time, and the quality it finds carries over to effort 4 (the margin in
-# engine/auto_quality.LEVELS is measured with it).
-TRIAL_WEBP_EFFORT = 0
+# Effort for quality=auto's trial encodes of its sample, the lowest: WebP's effort 0 takes
+# a third of effort 4's time, AVIF's (libaom speed 9) a third of effort 2's; the
+# predictions in engine/auto_quality.PREDICTIONS are fitted with these trials.
+TRIAL_EFFORT = {ImageFormat.WEBP: 0, ImageFormat.AVIF: 0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +78,8 @@ def encode_detailed(
             return Encoded(_encode(image, fmt, 100), None, True)
 
         def encode_at(pixels: Any, q: int, trial: bool = False) -> bytes:
-            # A search's trials run at the fast effort: the quality they find carries
-            # over to the real one (bench/quality_auto_bench.py --calibrate).
+            # A search's trials run at the fast effort: the predictions are fitted with
+            # them (bench/quality_auto_bench.py --fit).
             return _encode(pixels, fmt, q, fast, trial)
 
         if animated:  # searched on the first frame, written as the whole animation
@@ -121,7 +121,7 @@ def _encode(
         options.update(spec.fast_options)
         if fmt is ImageFormat.WEBP and image.width * image.height > LARGE_RENDER_PIXELS:
             options["effort"] = LARGE_FAST_WEBP_EFFORT
-    if trial and fmt is ImageFormat.WEBP:
-        options["effort"] = TRIAL_WEBP_EFFORT
+    if trial and fmt in TRIAL_EFFORT:
+        options["effort"] = TRIAL_EFFORT[fmt]
     data: bytes = pyvips.Operation.call(f"{spec.saver}_buffer", image, **options)
     return data
