@@ -26,6 +26,7 @@ from kombu.transport import memory
 from kombu.utils.scheduling import FairCycle, round_robin_cycle
 
 from imgpipe.domain.errors import ProcessTimeout
+from imgpipe.domain.interrupts import request_stop
 from imgpipe.jobs.messages import DeliverWebhook, ModerateImage, ProcessImage
 from imgpipe.jobs.queue import ModerationHandler, ProcessHandler, WebhookHandler
 
@@ -442,9 +443,11 @@ def run_worker(app: Celery, argv: list[str]) -> int:
 
 
 def _soft_timeout(signum: int, frame: object) -> None:
-    raise ProcessTimeout(
-        "Processing ran past the worker's soft time limit (a step stuck inside the decoder)."
-    )
+    reason = "Processing ran past the worker's soft time limit (a step stuck inside the decoder)"
+    # Recorded as well as raised: a raise that lands inside a callback from libvips is
+    # lost (domain/interrupts.py), and the engine's deadline reads the record.
+    request_stop(reason)
+    raise ProcessTimeout(f"{reason}.")
 
 
 def _soft_limit_is_a_timeout() -> None:
