@@ -7,6 +7,7 @@ error names the exact setting. Components receive the small typed view they need
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from pathlib import Path
@@ -28,13 +29,61 @@ from imgpipe.domain.webhooks import parse_schedule
 
 
 def usable_cpus() -> int:
-    """The CPUs this process may run on: its affinity mask, not the machine's count. In a
-    container pinned to 2 of 64 cores (a cpuset), `os.cpu_count()` says 64, and 64
-    worker threads would fight over 2 cores."""
+    """The CPUs this process may use: its affinity mask, lowered to its cgroup's CPU quota
+    where one is set; never the machine's count. In a container pinned to 2 of 64 cores
+    (a cpuset) or limited to 2 CPUs' time (`docker run --cpus 2`, a Kubernetes CPU
+    limit), `os.cpu_count()` says 64, and 64 worker threads would fight over 2 CPUs of
+    time, each throttled in turn."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # no sched_getaffinity (macOS)
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    return cpus if quota is None else max(1, min(cpus, quota))
+
+
+def cgroup_cpu_quota(
+    root: Path = Path("/sys/fs/cgroup"), membership: Path = Path("/proc/self/cgroup")
+) -> int | None:
+    """The tightest CPU quota on this process's cgroup and its ancestors, in whole CPUs
+    rounded up (1.5 CPUs of time: 2, as the JVM and Go count it), or None where none is
+    set or cgroups cannot be read. cgroup v2's ``cpu.max`` ("quota period", or "max"),
+    or v1's ``cpu.cfs_quota_us`` over ``cpu.cfs_period_us`` (-1: none)."""
+    try:
+        lines = membership.read_text().splitlines()
+    except OSError:
+        return None
+    quotas: list[int] = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2: one hierarchy, mounted at the root
+            mount, v2 = root, True
+        elif "cpu" in controllers.split(","):  # v1: the cpu controller's own mount
+            mount, v2 = root / "cpu", False
+        else:
+            continue
+        folder = mount / path.lstrip("/")
+        for directory in (folder, *folder.parents):
+            quota = _cpu_quota(directory, v2)
+            if quota is not None:
+                quotas.append(quota)
+            if directory == mount:
+                break
+    return min(quotas, default=None)
+
+
+def _cpu_quota(directory: Path, v2: bool) -> int | None:
+    try:
+        if v2:
+            quota, period = (directory / "cpu.max").read_text().split()
+        else:
+            quota = (directory / "cpu.cfs_quota_us").read_text().strip()
+            period = (directory / "cpu.cfs_period_us").read_text().strip()
+        if quota in ("max", "-1"):
+            return None
+        return max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        return None
 
 
 class _TomlFileSource(PydanticBaseSettingsSource):
