@@ -4,11 +4,11 @@ mosaic (tifffile writes it), a JPEG XL comes from imagecodecs' libjxl encoder.""
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
-import pytest
 import tifffile
+
+from extras import require
 
 LinearRGB = tuple[float, float, float]
 
@@ -86,14 +86,8 @@ def plain_tiff(rgb8: np.ndarray, make: str = "") -> bytes:
 
 
 def require_imagecodecs() -> None:
-    """imagecodecs is the `jxl` extra, which `make` installs: skip without it on a laptop,
-    fail in CI (CI must test the extra)."""
-    try:
-        import imagecodecs  # noqa: F401
-    except ImportError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"imagecodecs (the jxl extra) is not installed: {exc}")
-        pytest.skip("imagecodecs (the jxl extra) is not installed")
+    """imagecodecs is the `jxl` extra: skip without it on a laptop, fail in CI."""
+    require("imagecodecs", "jxl")
 
 
 def jxl(rgb8: np.ndarray, **options: object) -> bytes:

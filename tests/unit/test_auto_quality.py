@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import pyvips
 
+from extras import require
 from imgpipe.domain.media import ImageFormat
 from imgpipe.domain.profiles import parse_profile
 from imgpipe.domain.render_options import AUTO, AutoQuality, BadOption, parse_options
@@ -113,7 +114,7 @@ def test_a_prediction_that_passes_is_final_and_one_that_misses_is_searched(image
 
 
 def test_ssimulacra2_agrees_with_the_package(image: Any, results: dict[AutoQuality, Any]) -> None:
-    package = pytest.importorskip("ssimulacra2")
+    package = require("ssimulacra2", "bench")
     decoded = pyvips.Image.new_from_buffer(results[AutoQuality.ECO].data, "")
     expected = package.compute_ssimulacra2(
         io.BytesIO(image.pngsave_buffer()), io.BytesIO(decoded.pngsave_buffer())
@@ -174,7 +175,7 @@ def test_png_stays_lossless_at_every_level(image: Any) -> None:
 
 
 def test_floor_ssim_is_scikit_images(image: Any, results: dict[AutoQuality, Any]) -> None:
-    metrics = pytest.importorskip("skimage.metrics")
+    metrics = require("skimage.metrics", "bench")
     reference = auto_quality.rgb_array(image)
     decoded = auto_quality.rgb_array(
         pyvips.Image.new_from_buffer(results[AutoQuality.ECO].data, "")

@@ -37,11 +37,11 @@ one check usually confirms it:
   ``AutoResult.met`` says so.
 
 Formats without a prediction (JPEG XL) and images that are their own sample get the
-exhaustive search (``_encode_exhaustive``: a 3x3 sample of 96x96 tiles against the
-level's threshold, the target plus the upper end of that sample's bias, then the whole
-image encoded and scored, moved up while it misses the target, down while it leaves
-``ROOM`` steps, at most ``MAX_CHECKS`` encodes): the lowest passing quality, at 6-9
-encodes' CPU.
+exhaustive search (the same ``_sampled_then_checked``: a 3x3 sample of 96x96 tiles
+against the level's threshold, the target plus the upper end of that sample's bias, then
+the whole image encoded and scored, moved up while it misses the target, down while it
+leaves ``ROOM`` steps, at most ``MAX_CHECKS`` encodes): the lowest passing quality, at
+6-9 encodes' CPU.
 
 ``auto:best`` is different in kind: the design's quality floor, SSIM above 0.95 against
 the resized source (``floor_ssim``, computed as scikit-image's ``structural_similarity``
@@ -145,19 +145,18 @@ def encode_auto(image: Any, fmt: ImageFormat, level: AutoQuality, encode_at: Enc
         return _encode_best(image, sample, whole, encode_at)
     prediction = PREDICTIONS.get((fmt, level))
     if prediction is None:  # no fitted prediction: the lowest passing quality
-        return _encode_exhaustive(image, spec, encode_at)
-    sample, whole = make_sample(image)
-    if whole:  # the sample is the image: trials at the real effort, scored against it
-        return _checked(image, spec, spec.start, encode_at)
-    trials = _Trials(sample, encode_at)
-    quality, _ = search(trials, replace(spec, threshold=prediction.threshold))
-    predicted = quality + prediction.offset
-    found = _checked(image, spec, predicted, encode_at, descend=False)
-    return AutoResult(found.data, found.quality, found.met, found.probes + trials.count)
+        return _sampled_then_checked(
+            image, spec, encode_at, EXHAUSTIVE_GRID, EXHAUSTIVE_TILE, EXHAUSTIVE_TRIALS
+        )
+    predicting = replace(spec, threshold=prediction.threshold)
+    return _sampled_then_checked(
+        image, predicting, encode_at, GRID, TILE, MAX_TRIALS, prediction.offset, descend=False
+    )
 
 
 class _Trials:
-    """The sample encoded at a trial's quality (fast effort) and scored against itself."""
+    """The sample encoded at a trial's quality (``trial``: the lowest effort) and scored
+    against itself."""
 
     def __init__(self, sample: Any, encode_at: Encoder) -> None:
         self.sample, self.encode_at = sample, encode_at
@@ -170,15 +169,25 @@ class _Trials:
         return self.reference.score(pyvips.Image.new_from_buffer(data, ""))
 
 
-def _encode_exhaustive(image: Any, spec: Level, encode_at: Encoder) -> AutoResult:
-    """The search of AUTO_QUALITY_VERSION 3, for formats without a fitted prediction:
-    the 3x3 sample's answer, then whole-image checks down to the lowest passing quality."""
-    sample, whole = make_sample(image, EXHAUSTIVE_GRID, EXHAUSTIVE_TILE)
+def _sampled_then_checked(
+    image: Any,
+    spec: Level,
+    encode_at: Encoder,
+    grid: int,
+    tile: int,
+    max_trials: int,
+    offset: int = 0,
+    descend: bool = True,
+) -> AutoResult:
+    """The sample's trials against ``spec.threshold``, their answer moved by ``offset``
+    quality steps, then the whole image checked from there (``_checked``). An image that
+    is its own sample is checked from the level's start."""
+    sample, whole = make_sample(image, grid, tile)
     if whole:
         return _checked(image, spec, spec.start, encode_at)
     trials = _Trials(sample, encode_at)
-    quality, _ = search(trials, spec, EXHAUSTIVE_TRIALS)
-    found = _checked(image, spec, quality, encode_at)
+    quality, _ = search(trials, spec, max_trials)
+    found = _checked(image, spec, quality + offset, encode_at, descend=descend)
     return AutoResult(found.data, found.quality, found.met, found.probes + trials.count)
 
 

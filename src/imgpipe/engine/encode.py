@@ -78,7 +78,7 @@ def encode_detailed(
             return Encoded(_encode(image, fmt, 100), None, True)
 
         def encode_at(pixels: Any, q: int, trial: bool = False) -> bytes:
-            # A search's trials run at the fast effort: the predictions are fitted with
+            # A search's trials run at TRIAL_EFFORT: the predictions are fitted with
             # them (bench/quality_auto_bench.py --fit).
             return _encode(pixels, fmt, q, fast, trial)
 
