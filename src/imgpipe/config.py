@@ -167,6 +167,9 @@ class Settings(BaseSettings):
     # Renders that fit inside it are made from a 1920x1080 copy the worker keeps, instead
     # of decoding the original (docs/render.md, "Render source"). false: always the original.
     render_intermediate: bool = True
+    # With it on, the worker also makes the large copy (within 3840x2160) for originals it
+    # saves a decode of, after the job; false: the first render that needs it makes it.
+    render_large_source_eager: bool = True
     # How long a render may reuse an image's row (sha256, status, owner, moderation) read
     # for an earlier render, in seconds; the process that deletes or moderates an image
     # drops its copy at once (docs/render.md, "Caching"). 0: read it on every request.

@@ -294,6 +294,7 @@ def build(settings: Settings) -> Container:
             watermarks_dir=settings.watermarks_folder,
             max_in_flight=settings.render_concurrency,
             intermediate=settings.render_intermediate,
+            large_source_eager=settings.render_large_source_eager,
         ),
         render_runtime=RenderRuntime(
             lookup_ttl_s=settings.render_lookup_ttl_s, local_reads=isinstance(store, LocalStore)

@@ -377,6 +377,15 @@ def upload_and_wait(
     return wait_done(client, upload_ok(client, data, filename, **kw)["id"])
 
 
+def wait_for_key(server: ImgpipeServer, key: str, timeout: float = 60) -> None:
+    """Poll the store until it holds ``key``: for what the worker stores after an image is
+    done (the large render source)."""
+    deadline = time.monotonic() + timeout
+    while key not in server.stored_keys():
+        assert time.monotonic() < deadline, f"{key} not stored after {timeout}s"
+        time.sleep(0.2)
+
+
 def assert_done(resource: dict[str, Any], profiles: set[str] | None = None) -> None:
     """Status done and every expected variant done (reporting each variant's error if not)."""
     expected = set(BUILT_IN_PROFILES) if profiles is None else profiles

@@ -16,6 +16,8 @@ import httpx
 import pytest
 from botocore.config import Config
 
+from imgpipe.engine.render_source import SOURCE_VERSION
+from imgpipe.storage import keys
 from s3server import AWS_TEST_ENV
 
 from . import images
@@ -25,6 +27,7 @@ from .conftest import (
     assert_done,
     assert_problem,
     upload_and_wait,
+    wait_for_key,
 )
 
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -128,6 +131,31 @@ def test_objects_carry_their_type_and_caching_and_fix_metadata_repairs_old_ones(
         again = server.cli("storage", "fix-metadata")
         assert "0 object(s)" in again.stderr, again.stderr  # nothing left to repair
         assert client.get(f"/v1/images/{resource['id']}/variants/medium").content == body
+
+
+def test_render_sources_are_private_whichever_the_worker_made(
+    s3_serve: Callable[..., ImgpipeServer], s3_endpoint: str
+) -> None:
+    """Both copies the worker stores (the base one with the variants, the large one after
+    the job) carry the headers the render path gives them: the original's pixels, private
+    and never cached; so `fix-metadata` finds nothing to repair."""
+    server = s3_serve()
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        data = images.progressive_noisy(3900, 2200, seed=1402)  # gets both copies
+        resource = upload_and_wait(client, data, "big.jpg")
+        assert_done(resource)
+        sha = resource["original"]["sha256"]
+        large = keys.render_source(sha, SOURCE_VERSION, large=True)
+        wait_for_key(server, large)
+        for key in (keys.render_source(sha, SOURCE_VERSION), large):
+            head = _head(s3_endpoint, server.settings, key)
+            assert (head["ContentType"], head["CacheControl"]) == (
+                "image/jpeg",
+                "private, max-age=0, no-store",
+            ), key
+        fixed = server.cli("storage", "fix-metadata")
+        assert fixed.returncode == 0, fixed.stderr
+        assert "0 object(s)" in fixed.stderr, fixed.stderr
 
 
 def test_public_url_in_front_of_the_bucket_is_the_object_under_the_base(

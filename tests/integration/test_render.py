@@ -11,13 +11,14 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from imgpipe.domain.signing import render_message, sign, sign_render_url
 from imgpipe.engine.render_source import SOURCE_VERSION
 from imgpipe.storage import keys
 
-from .conftest import ImgpipeServer, assert_problem, upload_and_wait
-from .images import noisy, unique_png
+from .conftest import ImgpipeServer, assert_problem, upload_and_wait, wait_for_key
+from .images import noisy, progressive_noisy, unique_png
 
 AVIF_FIRST = "image/avif,image/webp,image/apng,image/*,*/*;q=0.8"
 WEBP_ONLY = "image/webp,*/*"
@@ -192,6 +193,35 @@ def test_concurrent_first_requests_render_once(
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
     assert len({r.content for r in responses}) == 1
     assert [r.headers["x-render-cache"] for r in responses].count("miss") == 1
+
+
+def sources_made_by_renders(client: httpx.Client, copy: str) -> float:
+    """The server's count of render sources that renders had to make themselves."""
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == "imgpipe_render_sources_made_total" and sample.labels == {
+                "copy": copy,
+                "by": "render",
+            }:
+                return float(sample.value)
+    return 0.0
+
+
+def test_the_worker_makes_the_large_copy_so_the_first_w2400_render_reads_it(
+    server: ImgpipeServer, client: httpx.Client, key: bytes
+) -> None:
+    # A 3900x2200 progressive JPEG: larger than 3840x2160, so it gets a large copy.
+    resource = upload_and_wait(client, progressive_noisy(3900, 2200, seed=5010), "big.jpg")
+    assert resource["status"] == "done", resource
+    sha = resource["original"]["sha256"]
+    # Made after the job settles ("done" comes first): it appears shortly after.
+    wait_for_key(server, keys.render_source(sha, SOURCE_VERSION, large=True))
+    made_by_renders = sources_made_by_renders(client, "large")
+    response = client.get(signed(key, f"/v1/render/{resource['id']}?w=2400&format=webp"))
+    assert response.status_code == 200, response.text
+    assert response.headers["x-render-cache"] == "miss"
+    assert decoded(response).size == (2400, 1354)
+    assert sources_made_by_renders(client, "large") == made_by_renders  # read, not made
 
 
 def test_unknown_and_deleted_images_are_404_and_their_renders_go(

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from imgpipe.domain.errors import ProcessTimeout
 from imgpipe.domain.media import ImageFormat, Limits, ProbeResult
 from imgpipe.domain.render_options import parse_options
 from imgpipe.engine import render_source
+from imgpipe.engine.deadline import Deadline
 from imgpipe.engine.plan import plan
 from imgpipe.engine.probe import probe
 from imgpipe.engine.render import render
@@ -110,3 +112,18 @@ def test_the_large_copy_has_a_key_of_its_own() -> None:
     base = keys.render_source(sha, render_source.SOURCE_VERSION)
     large = keys.render_source(sha, render_source.SOURCE_VERSION, large=True)
     assert base != large and large.startswith(keys.renders_prefix(sha))
+
+
+def test_a_deadline_stops_the_copy_and_otherwise_changes_no_byte(tmp_path: Path) -> None:
+    """The worker makes the large copy under a deadline of its own (a file that decodes
+    slowly must not hold it); the bytes must stay those a render makes without one."""
+    original = tmp_path / "big.jpg"
+    pixels = np.random.default_rng(1).integers(0, 256, size=(2400, 4000, 3), dtype=np.uint8)
+    Image.fromarray(pixels, "RGB").save(original, quality=80, progressive=True)
+    facts = probe(original, LIMITS)
+    size = render_source.large_source_size(facts)
+    assert size == (3600, 2160)
+    with pytest.raises(ProcessTimeout):
+        render_source.make_source(original, facts, size, Deadline(0))
+    timed = render_source.make_source(original, facts, size, Deadline(60))
+    assert timed == render_source.make_source(original, facts, size)

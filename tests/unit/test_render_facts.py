@@ -29,6 +29,7 @@ from imgpipe.domain.media import (
 )
 from imgpipe.domain.render_options import RenderConfig
 from imgpipe.engine.probe import probe
+from imgpipe.engine.render_source import SOURCE_VERSION
 from imgpipe.jobs.messages import ProcessImage
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.services.process import process_image
@@ -37,7 +38,7 @@ from imgpipe.storage import keys
 from imgpipe.storage.local import LocalStore
 
 from .sqlite_deps import NoQueue, sqlite_deps
-from .test_render_source import photo, render, upload
+from .test_render_source import large_progressive, photo, render, upload
 
 SMALL = "w=800&h=600&format=webp"  # fits in the 1920x1080 render source
 LARGE = "w=2400&format=png"  # larger than the source: reads the original
@@ -120,6 +121,22 @@ def test_a_render_from_the_source_reads_no_original(deps: ServiceDeps) -> None:
 
     render(cold(deps), image_id, LARGE)  # too large for the source: the original it is
     assert store.original_reads(sha) == 1
+
+
+def test_the_job_fetches_the_original_once_for_its_variants_and_its_large_copy(
+    deps: ServiceDeps,
+) -> None:
+    """On S3 a fetch is a download of the whole original: the large copy, made after the
+    job settles, reads the file the variants were made from. Its w=2400 render then reads
+    no original at all."""
+    store: CountingStore = deps.store  # type: ignore[assignment]
+    image_id, sha = upload(deps, large_progressive())
+    assert deps.store.exists(keys.render_source(sha, SOURCE_VERSION, large=True))
+    assert store.original_reads(sha) == 1
+    store.reads.clear()
+    data, _ = render(cold(deps), image_id, "w=2400&format=webp")
+    assert Image.open(io.BytesIO(data)).size == (2400, 1440)
+    assert store.original_reads(sha) == 0
 
 
 def test_without_its_original_an_image_still_renders_from_its_source(deps: ServiceDeps) -> None:

@@ -3,8 +3,10 @@ the original. Real SQLite, a real local store, generated photos, the real use ca
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
+import logging
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -15,14 +17,18 @@ import pyvips
 from PIL import ExifTags, Image
 from prometheus_client import REGISTRY
 
+from imgpipe.domain.errors import StorageUnavailable
 from imgpipe.domain.render_options import RenderConfig
 from imgpipe.engine.render_source import SOURCE_VERSION
 from imgpipe.jobs.messages import ProcessImage
-from imgpipe.services import ingest
+from imgpipe.services import ingest, manage
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.services.process import process_image
+from imgpipe.services.queries import get_image
 from imgpipe.services.render import RenderRequest, render_image
+from imgpipe.services.render_runtime import RenderRuntime
 from imgpipe.storage import keys
+from imgpipe.storage.base import ObjectMeta
 from imgpipe.storage.local import LocalStore
 
 from .sqlite_deps import NoQueue, sqlite_deps
@@ -41,7 +47,9 @@ def deps(tmp_path: Path) -> Iterator[ServiceDeps]:
         yield deps
 
 
-def photo(width: int, height: int, seed: int, orientation: int = 1) -> bytes:
+def photo(
+    width: int, height: int, seed: int, orientation: int = 1, *, progressive: bool = False
+) -> bytes:
     """Detail at every scale (smooth gradients, edges, noise), like a photo: a red block
     marks the stored top-left corner so orientation shows after any transform."""
     rng = np.random.default_rng(seed)
@@ -60,8 +68,15 @@ def photo(width: int, height: int, seed: int, orientation: int = 1) -> bytes:
     if orientation != 1:
         exif[ExifTags.Base.Orientation] = orientation
     out = io.BytesIO()
-    image.save(out, "JPEG", quality=90, exif=exif)
+    image.save(out, "JPEG", quality=90, exif=exif, progressive=progressive)
     return out.getvalue()
+
+
+@functools.cache
+def large_progressive() -> bytes:
+    """A 10 MP progressive JPEG: libjpeg decodes one in full whatever the scale, so, being
+    larger than 3840x2160, it gets a large copy (3600x2160) for renders like w=2400."""
+    return photo(4000, 2400, seed=10, progressive=True)
 
 
 def rgba_png(width: int, height: int) -> bytes:
@@ -72,6 +87,13 @@ def rgba_png(width: int, height: int) -> bytes:
 
 def renders_made(source: str) -> float:
     value = REGISTRY.get_sample_value("imgpipe_renders_made_total", {"source": source})
+    return value or 0.0
+
+
+def sources_made(copy: str, by: str) -> float:
+    """Render sources stored so far: ``copy`` base or large, ``by`` worker or render."""
+    labels = {"copy": copy, "by": by}
+    value = REGISTRY.get_sample_value("imgpipe_render_sources_made_total", labels)
     return value or 0.0
 
 
@@ -97,6 +119,10 @@ def render(deps: ServiceDeps, image_id: str, query: str) -> tuple[bytes, str]:
 
 def source_key(sha: str) -> str:
     return keys.render_source(sha, SOURCE_VERSION)
+
+
+def large_key(sha: str) -> str:
+    return keys.render_source(sha, SOURCE_VERSION, large=True)
 
 
 def decoded(data: bytes) -> np.ndarray:
@@ -216,23 +242,150 @@ def test_with_the_setting_off_no_copy_is_written_or_read(deps: ServiceDeps) -> N
     assert not off.store.exists(source_key(sha))
 
 
-def test_a_render_larger_than_the_copy_makes_and_then_reads_the_large_copy(
+def test_a_render_larger_than_the_copy_makes_and_then_reads_a_missing_large_copy(
     deps: ServiceDeps,
 ) -> None:
-    """w=2400 of a 24 MP photo does not fit the 1920x1080 copy: the first such render
-    makes the large copy (fitted in 3840x2160) under its own key, later ones read it."""
+    """w=2400 of a 24 MP photo does not fit the 1920x1080 copy: the large copy (fitted in
+    3840x2160) does. Where it is missing (an image processed before the worker made it,
+    or the copy lost), the first such render makes it under its own key, later ones read
+    it."""
     image_id, sha = upload(deps, photo(6000, 4000, seed=9))
-    large_key = keys.render_source(sha, SOURCE_VERSION, large=True)
-    assert deps.store.exists(source_key(sha)) and not deps.store.exists(large_key)
-    before = renders_made("source")
+    deps.store.delete(large_key(sha))
+    assert deps.store.exists(source_key(sha))
+    before, made = renders_made("source"), sources_made("large", "render")
     first, _ = render(deps, image_id, "w=2400&format=png")
-    copy = pyvips.Image.new_from_buffer(deps.store.get_bytes(large_key), "")
+    copy = pyvips.Image.new_from_buffer(deps.store.get_bytes(large_key(sha)), "")
     assert (copy.width, copy.height) == (3240, 2160)
     assert renders_made("source") == before + 1
+    assert sources_made("large", "render") == made + 1
     again, _ = render(deps, image_id, "w=2400&q=70&format=webp")
     assert renders_made("source") == before + 2
+    assert sources_made("large", "render") == made + 1  # read, not made again
     assert pyvips.Image.new_from_buffer(again, "").width == 2400
     assert pyvips.Image.new_from_buffer(first, "").width == 2400
     # A render that fits the small copy still reads that one, never the large one.
     small, _ = render(deps, image_id, "w=800&format=png")
     assert pyvips.Image.new_from_buffer(small, "").width == 800
+
+
+def test_the_worker_makes_the_large_copy_so_the_first_w2400_render_reads_it(
+    deps: ServiceDeps,
+) -> None:
+    made_by_worker = sources_made("large", "worker")
+    image_id, sha = upload(deps, large_progressive())
+    assert sources_made("large", "worker") == made_by_worker + 1
+    copy = pyvips.Image.new_from_buffer(deps.store.get_bytes(large_key(sha)), "")
+    assert (copy.width, copy.height) == (3600, 2160)  # fitted in 3840x2160
+
+    made_by_render, from_source = sources_made("large", "render"), renders_made("source")
+    first, etag = render(deps, image_id, "w=2400&format=webp")
+    assert sources_made("large", "render") == made_by_render  # read, not made
+    assert renders_made("source") == from_source + 1
+    assert pyvips.Image.new_from_buffer(first, "").width == 2400
+
+    # The same copy, and so the same render, as where a render had to make the copy
+    # itself: the copy lost with the image's renders, a new process renders the URL.
+    workers_copy = deps.store.get_bytes(large_key(sha))
+    deps.store.delete_prefix(keys.renders_prefix(sha))
+    again, etag_again = render(
+        replace(deps, render_runtime=RenderRuntime()), image_id, "w=2400&format=webp"
+    )
+    assert sources_made("large", "render") == made_by_render + 1
+    assert deps.store.get_bytes(large_key(sha)) == workers_copy
+    assert (again, etag_again) == (first, etag)  # a URL keeps its bytes and its ETag
+
+
+def test_a_job_run_again_leaves_the_stored_large_copy_as_it_is(deps: ServiceDeps) -> None:
+    image_id, sha = upload(deps, large_progressive())
+    stored = deps.store.get_bytes(large_key(sha))
+    made = sources_made("large", "worker")
+    manage.reprocess(deps, image_id, OWNER, None)
+    process_image(deps, ProcessImage(image_id))
+    assert get_image(deps, image_id, OWNER).status == "done"
+    assert sources_made("large", "worker") == made  # found in the store: not made again
+    assert deps.store.get_bytes(large_key(sha)) == stored
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(photo(3000, 2000, seed=11, progressive=True), id="fits-the-large-box"),
+        pytest.param(photo(3600, 2400, seed=12), id="baseline-not-much-larger"),
+    ],
+)
+def test_an_original_without_a_large_copy_gets_none_from_the_worker(
+    deps: ServiceDeps, data: bytes
+) -> None:
+    made = sources_made("large", "worker")
+    image_id, sha = upload(deps, data)
+    assert deps.store.exists(source_key(sha))  # it has the base copy
+    assert not deps.store.exists(large_key(sha))
+    assert sources_made("large", "worker") == made
+    before = renders_made("original")
+    rendered, _ = render(deps, image_id, "w=2400&format=png")  # from the original, as before
+    assert renders_made("original") == before + 1
+    assert pyvips.Image.new_from_buffer(rendered, "").width == 2400
+    assert not deps.store.exists(large_key(sha))
+
+
+def test_with_the_setting_off_the_worker_makes_no_large_copy(deps: ServiceDeps) -> None:
+    off = replace(deps, render=RenderConfig(allow_unsigned=True, intermediate=False))
+    made = sources_made("large", "worker")
+    image_id, sha = upload(off, large_progressive())
+    assert get_image(off, image_id, OWNER).status == "done"
+    assert not off.store.exists(large_key(sha)) and not off.store.exists(source_key(sha))
+    assert sources_made("large", "worker") == made
+
+
+def test_not_eager_the_first_render_that_needs_the_large_copy_makes_it(
+    deps: ServiceDeps,
+) -> None:
+    # RENDER_LARGE_SOURCE_EAGER=false: the worker keeps its CPU, and the first w=2400
+    # render pays for the copy instead; the same bytes either way.
+    lazy = replace(deps, render=RenderConfig(allow_unsigned=True, large_source_eager=False))
+    made = sources_made("large", "worker")
+    image_id, sha = upload(lazy, large_progressive())
+    assert get_image(lazy, image_id, OWNER).status == "done"
+    assert lazy.store.exists(source_key(sha)) and not lazy.store.exists(large_key(sha))
+    assert sources_made("large", "worker") == made
+    made_by_render = sources_made("large", "render")
+    rendered, _ = render(lazy, image_id, "w=2400&format=png")
+    assert pyvips.Image.new_from_buffer(rendered, "").width == 2400
+    assert lazy.store.exists(large_key(sha))
+    assert sources_made("large", "render") == made_by_render + 1
+
+
+class NoLargeCopies(LocalStore):
+    """A real local store that refuses to write a large render source while ``refuse``
+    (a full disk, a bucket policy): what the worker meets when storing its copy fails."""
+
+    refuse = True
+
+    def put_bytes(self, key: str, data: bytes, meta: ObjectMeta | None = None) -> None:
+        if self.refuse and key.endswith("-large.jpg"):
+            raise StorageUnavailable("injected: the store answered 503")
+        super().put_bytes(key, data, meta)
+
+
+def test_a_large_copy_the_worker_cannot_store_fails_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = NoLargeCopies(tmp_path / "objects")
+    with sqlite_deps(
+        tmp_path, store=store, queue=NoQueue(), render=RenderConfig(allow_unsigned=True)
+    ) as deps:
+        made = sources_made("large", "worker")
+        with caplog.at_level(logging.WARNING, logger="imgpipe.services.process"):
+            image_id, sha = upload(deps, large_progressive())
+        view = get_image(deps, image_id, OWNER)
+        assert view.status == "done"
+        assert all(variant.status == "done" for variant in view.variants.values())
+        assert "large render source not made" in caplog.text
+        assert sources_made("large", "worker") == made and not store.exists(large_key(sha))
+        # The first render that needs the copy makes it, as it did before the worker did.
+        store.refuse = False
+        made_by_render = sources_made("large", "render")
+        rendered, _ = render(deps, image_id, "w=2400&format=png")
+        assert pyvips.Image.new_from_buffer(rendered, "").width == 2400
+        assert sources_made("large", "render") == made_by_render + 1
+        assert store.exists(large_key(sha))

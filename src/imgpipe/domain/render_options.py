@@ -511,6 +511,8 @@ class RenderConfig:
     # Render from the image's render source (a 1920x1080 copy) where it holds enough
     # pixels, instead of from the original (engine/render_source.py).
     intermediate: bool = True
+    # The worker makes the large copy after the job (else the first render needing it).
+    large_source_eager: bool = True
 
 
 def split_render_path(path: str) -> tuple[str, ImageFormat | None]:

@@ -12,8 +12,9 @@ image with alpha gets a lossless PNG copy instead (JPEG has no alpha): larger, b
 a fraction of a large original's decode (a 16-bit interlaced PNG is decoded whole).
 
 Renders too large for that copy (w=2400, say) may read a second, large copy
-(``LARGE_BOX``, ``large_source_size``), made the same way at that size: ``source_for``
-names the smallest copy that holds a render, or None for the original.
+(``LARGE_BOX``, ``large_source_size``), made the same way at that size (a decode of its
+own, which the worker makes after the image's job is settled: services/process.py):
+``source_for`` names the smallest copy that holds a render, or None for the original.
 
 The copy is a pure function of the original (``make_source`` is the same decode the
 worker does), so a render made from a copy the worker wrote and one made from a copy the
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from imgpipe.domain.media import ImageFormat, ProbeResult
+from imgpipe.engine.deadline import Deadline
 from imgpipe.engine.plan import base_size
 from imgpipe.engine.steps.decode import decode
 
@@ -114,6 +116,12 @@ def encode_source(base: Any) -> bytes:
     return data
 
 
-def make_source(path: Path, probe: ProbeResult, size: tuple[int, int]) -> bytes:
-    """Decode the original as the worker's base decode does, and encode the copy."""
-    return encode_source(decode(path, probe, size, all_frames=False))
+def make_source(
+    path: Path, probe: ProbeResult, size: tuple[int, int], deadline: Deadline | None = None
+) -> bytes:
+    """Decode the original as the worker's base decode does, and encode the copy.
+    ``deadline`` stops the decode where it is (``ProcessTimeout``) and changes no byte."""
+    base = decode(path, probe, size, all_frames=False, deadline=deadline)
+    if deadline is not None:
+        deadline.check("render source")
+    return encode_source(base)

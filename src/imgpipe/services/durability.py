@@ -35,7 +35,7 @@ from imgpipe.domain.errors import ImgpipeError, NotFound, StorageUnavailable
 from imgpipe.domain.media import ImageFormat
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.storage import keys
-from imgpipe.storage.base import PRIVATE_NO_STORE, ObjectMeta, ObjectStore, Protection
+from imgpipe.storage.base import ObjectMeta, ObjectStore, Protection
 from imgpipe.storage.tempfiles import remove_stale_temp_files
 from imgpipe.telemetry import metrics
 
@@ -379,8 +379,8 @@ def _meta_for(store: ObjectStore, key: str, formats: dict[str, str]) -> ObjectMe
     if key.startswith("originals/"):
         fmt = formats.get(name)
         return ObjectMeta.original(ImageFormat(fmt).media_type if fmt else _head_type(store, key))
-    if name.startswith("source-v"):  # the render source: the original's pixels, private
-        return ObjectMeta(ImageFormat.JPEG.media_type, PRIVATE_NO_STORE)
+    if name.startswith("source-v"):  # either render source: the original's pixels, private
+        return ObjectMeta.render_source()
     ext = name.rsplit(".", 1)[-1]
     by_ext = {f.extension: f for f in ImageFormat}
     if ext in by_ext:

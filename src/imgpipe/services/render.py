@@ -17,8 +17,10 @@ deterministic and the key is the same.
 
 A render whose pixels fit in the image's render source (a 1920x1080 copy the worker keeps,
 engine/render_source.py) is made from that copy rather than the original: a tenth of the
-pixels to decode. An image without its copy yet (processed before copies existed, or the
-copy lost) gets it made here, once, from the original: the same bytes the worker makes.
+pixels to decode; a larger one (w=2400) from the large copy, where the original gets one.
+An image without its copy yet (processed before copies existed, the copy lost, or, for
+the large copy, a render in the moments after "done" while the worker still makes it)
+gets it made here, once, from the original: the same bytes the worker makes.
 
 Such a render never reads the original: the original's header facts (size, orientation,
 alpha...) come with the image's row, recorded at upload, and today's limits are checked
@@ -54,13 +56,10 @@ from imgpipe.engine.probe import check_limits, probe
 from imgpipe.engine.render import output_format, render
 from imgpipe.services.deps import ServiceDeps
 from imgpipe.storage import keys
-from imgpipe.storage.base import PRIVATE_NO_STORE, ObjectMeta
+from imgpipe.storage.base import ObjectMeta
 from imgpipe.telemetry.metrics import RENDER_SECONDS, RENDER_SOURCES_MADE, RENDERS, RENDERS_FROM
 
 log = logging.getLogger(__name__)
-
-# The render source is a full-size copy of the original's pixels: private like it.
-_SOURCE_META = ObjectMeta(ImageFormat.JPEG.media_type, PRIVATE_NO_STORE)
 
 LEGACY = "legacy"  # format=auto for a client that takes neither AVIF nor WebP
 
@@ -394,9 +393,11 @@ def _render_source(
             opened = _open_usable_source(deps, key, size, files)
             if opened is None:
                 deps.store.put_bytes(
-                    key, render_source.make_source(original.path(), facts, size), _SOURCE_META
+                    key,
+                    render_source.make_source(original.path(), facts, size),
+                    ObjectMeta.render_source(),
                 )
-                RENDER_SOURCES_MADE.inc()
+                RENDER_SOURCES_MADE.labels("large" if large else "base", "render").inc()
                 path = files.enter_context(deps.store.local_file(key))
                 opened = (path, probe(path, deps.limits))
         yield opened

@@ -34,6 +34,13 @@ class ObjectMeta:
         """An original: private, downloaded rather than shown inline."""
         return cls(media_type, PRIVATE_NO_STORE, "attachment")
 
+    @classmethod
+    def render_source(cls) -> ObjectMeta:
+        """A render source (keys.render_source, either copy): the original's pixels, so
+        private like the original. Stored as ``image/jpeg`` whatever its bytes (an alpha
+        copy is a PNG), as its key's ``.jpg`` says; only imgpipe reads it."""
+        return cls("image/jpeg", PRIVATE_NO_STORE)
+
 
 @dataclass(frozen=True, slots=True)
 class Protection:

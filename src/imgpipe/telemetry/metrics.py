@@ -66,7 +66,9 @@ RENDERS_FROM = Counter(
 )
 RENDER_SOURCES_MADE = Counter(
     "imgpipe_render_sources_made",
-    "Render sources a render had to make from the original (the worker makes the rest).",
+    "Render sources stored, by copy (base: within 1920x1080, large: within 3840x2160) and "
+    "by who made it (worker: the image's job; render: a render that found it missing).",
+    ["copy", "by"],
 )
 RENDER_SECONDS = Histogram(
     "imgpipe_render_duration_seconds",
