@@ -47,6 +47,9 @@ CONTEXT_RATIOS: tuple[tuple[str, str, str], ...] = (
     (PYVIPS_X2.key, BARE_PYVIPS.key, "this machine's 2-process scaling ceiling"),
 )
 STATISTIC = "median"
+# Runs of each one-core method on an empty folder: its start-up (interpreter, imports,
+# settings), which a command pays once whatever the folder holds.
+STARTUP_RUNS = 7
 NOISE_CORES = 0.1  # CPU used by other programs during a run (cores) that skews it
 
 
@@ -350,11 +353,45 @@ def run(args: argparse.Namespace, tmp: Path, errors: list[str]) -> dict[str, Any
         "environment": environment(photo_dir, found, args.repeat),
         "methods": methods_json,
         "ratios": speed_ratios(timings),
+        "startup_s": startups([m for m in methods if m.key in timings], tmp / "empty", out_root),
     }
     if args.check:
         done = [m for m in methods if m.key in timings and m.checked]
         results |= run_checks(done, staged, out_root, tmp, errors)
     return results
+
+
+def startups(methods: Sequence[Method], empty: Path, out_root: Path) -> dict[str, float]:
+    """The median wall seconds of each one-core method over an empty folder."""
+    empty.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    with parent_off_measured_core():
+        for method in methods:
+            if method.one_core:
+                out = out_root / f"{method.key}-startup"
+                runs = [run_method(method, empty, out, 0)[0].wall_s for _ in range(STARTUP_RUNS)]
+                seconds[method.key] = statistics.median(runs)
+    return seconds
+
+
+def startup_lines(results: dict[str, Any]) -> list[str]:
+    """Each one-core method's start-up, and the first target's ratio with it taken off
+    both sides: what the per-photo work alone gives, beside what the command gives."""
+    startup = results.get("startup_s", {})
+    if not startup:
+        return []
+    lines = [f"start-up (empty folder, median of {STARTUP_RUNS} runs):"]
+    lines += [f"  {key:22} {seconds * 1000:6.0f} ms" for key, seconds in startup.items()]
+    num, den, _ = SPEED_TARGETS[0]
+    methods = results["methods"]
+    if num in startup and den in startup and num in methods and den in methods:
+        work = methods[den]["median_s"] - startup[den]
+        ours = methods[num]["median_s"] - startup[num]
+        lines.append(
+            f"{num} / {den} without start-up: {work / ours:.3f}x (not judged: the target is"
+            " for the command)"
+        )
+    return lines
 
 
 def _bytes_under(folder: Path) -> int:
@@ -374,6 +411,7 @@ def report_lines(results: dict[str, Any]) -> list[str]:
         "",
         "ratios of photos/s:",
         *ratio_lines(results["ratios"]),
+        *startup_lines(results),
         "",
         *checks.check_lines(results),
     ]
