@@ -12,12 +12,14 @@ whatever the figures (bench/README.md).
 
 ``--agreement``: engine/ssimulacra2.py against the package at qualities 30-95, with the
 largest difference (exit 1 above auto_quality.AGREEMENT).
-``--fit``: per level, the prediction (the 5x5 sample's threshold and a quality offset:
-engine/auto_quality.PREDICTIONS) with the fewest median bytes at which the first
-whole-image check passes on every photo; about 2 minutes for WebP, 4 for AVIF.
+``--fit``: per level, the prediction (the 5x5 sample's threshold, a quality offset and
+the gate: engine/auto_quality.PREDICTIONS) with the fewest median bytes at which the
+whole image's encode keeps the target on every photo; about 2 minutes for WebP, 4 for
+AVIF. ``--fast``: profiles' encodes become renders' (the format's fast_options), for
+measuring ``q=auto`` renders or fitting RENDER_PREDICTIONS.
 
     .venv/bin/python bench/quality_auto_bench.py [--photos DIR] [--repeat N] [--out FILE]
-        [--agreement | --fit]
+        [--fast] [--agreement | --fit]
 """
 
 from __future__ import annotations
@@ -74,7 +76,9 @@ def load(path: Path) -> Any:
     return image.colourspace("srgb").copy_memory()
 
 
-def measure(photos: list[Path], fmt: ImageFormat, repeat: int, out: Path | None = None) -> int:
+def measure(
+    photos: list[Path], fmt: ImageFormat, repeat: int, out: Path | None = None, fast: bool = False
+) -> int:
     head = f"{'photo':28} {'q85 B':>7} {'s2':>5} {'ssim':>6}"
     for level in LEVELS:
         name = level.value.removeprefix("auto:")
@@ -87,13 +91,14 @@ def measure(photos: list[Path], fmt: ImageFormat, repeat: int, out: Path | None 
     q85_scores = []
     for path in photos:
         image = load(path)
-        one, base = cpu(lambda image=image: _encode(image, fmt, 85), repeat)
+        one, base = cpu(lambda image=image: _encode(image, fmt, 85, fast), repeat)
         base_s2 = package_score(image, base)
         q85_scores.append(base_s2)
         line = f"{path.stem[:28]:28} {len(base):7d} {base_s2:5.1f} {floor(image, base):6.4f}"
         for level in LEVELS:
             took, found = cpu(
-                lambda image=image, level=level: encode_detailed(image, fmt, level), repeat
+                lambda image=image, level=level: encode_detailed(image, fmt, level, fast=fast),
+                repeat,
             )
             score, ssim = package_score(image, found.data), floor(image, found.data)
             ratio = len(found.data) / len(base)
@@ -156,13 +161,14 @@ FIT_THRESHOLDS = [t / 2 for t in range(110, 161)]  # 55.0-80.0, half points
 FIT_OFFSETS = range(-12, 13)
 
 
-def fit(photos: list[Path], fmt: ImageFormat) -> int:
+def fit(photos: list[Path], fmt: ImageFormat, fast: bool = False) -> int:
     """Per level: the prediction (auto_quality.Prediction) with the fewest median bytes at
     which the whole image's encode at the prediction keeps the target on every photo,
     from each photo's whole-image score and bytes at every quality, its sample's trial
     score at every quality (the search runs on those) and the score of the sample's tiles
     cut from the whole image's encode (the gate: the lowest of those at the prediction,
-    rounded down to a tenth, so every photo's prediction stands unchecked)."""
+    rounded down to a tenth, so every photo's prediction stands unchecked). ``fast``: with
+    renders' encodes, for auto_quality.RENDER_PREDICTIONS."""
     curves = []
     for path in photos:
         image = load(path)
@@ -171,12 +177,12 @@ def fit(photos: list[Path], fmt: ImageFormat) -> int:
         part = ssimulacra2.Reference(sample)
         scores, sizes, trials, tiles = {}, {}, {}, {}
         for quality in range(auto_quality.QUALITY_RANGE[0], 86):
-            data = _encode(image, fmt, quality)
+            data = _encode(image, fmt, quality, fast)
             decoded = ssimulacra2.rgb_pixels(pyvips.Image.new_from_buffer(data, ""))
             scores[quality] = whole.score_pixels(decoded)
             tiles[quality] = part.score_pixels(auto_quality.sample_pixels(decoded))
             sizes[quality] = len(data)
-            trial = _encode(sample, fmt, quality, trial=True)
+            trial = _encode(sample, fmt, quality, fast, trial=True)
             trials[quality] = part.score(pyvips.Image.new_from_buffer(trial, ""))
         curves.append((scores, sizes, trials, tiles))
         print(f"  {path.stem[:28]}: measured", file=sys.stderr, flush=True)
@@ -237,6 +243,11 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="timed rounds per encode")
     parser.add_argument("--fit", action="store_true")
     parser.add_argument("--agreement", action="store_true")
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="renders' encodes (the format's fast_options): measure or fit RENDER_PREDICTIONS",
+    )
     parser.add_argument("--out", type=Path, help="write the figures and verdicts as JSON")
     args = parser.parse_args()
     photos = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
@@ -246,7 +257,9 @@ def main() -> int:
     fmt = ImageFormat(args.format)
     if args.agreement:
         return agreement(photos, fmt)
-    return fit(photos, fmt) if args.fit else measure(photos, fmt, args.repeat, args.out)
+    if args.fit:
+        return fit(photos, fmt, args.fast)
+    return measure(photos, fmt, args.repeat, args.out, args.fast)
 
 
 if __name__ == "__main__":

@@ -185,9 +185,9 @@ def test_floor_ssim_is_scikit_images(image: Any, results: dict[AutoQuality, Any]
     assert auto_quality.floor_ssim(reference, decoded) == pytest.approx(expected, abs=1e-6)
 
 
-def _encoder(fmt: ImageFormat) -> auto_quality.Encoder:
+def _encoder(fmt: ImageFormat, fast: bool = False) -> auto_quality.Encoder:
     def encode(pixels: Any, quality: int, trial: bool = False) -> bytes:
-        return _encode(pixels, fmt, quality, False, trial)
+        return _encode(pixels, fmt, quality, fast, trial)
 
     return encode
 
@@ -215,25 +215,29 @@ def test_an_encode_whose_own_tiles_miss_the_gate_is_checked_on_the_whole_image(
     assert reference.score_pixels(ssimulacra2.decoded_pixels(out.data)) >= spec.target
 
 
+@pytest.mark.parametrize("fast", [False, True], ids=["profile", "render"])
 @pytest.mark.parametrize("fmt", [ImageFormat.WEBP, ImageFormat.AVIF, ImageFormat.JPEG])
 @pytest.mark.parametrize("name", ["astronaut", "coffee"])
 def test_photos_it_was_not_fitted_to_keep_their_targets_in_one_whole_image_encode(
-    name: str, fmt: ImageFormat
+    name: str, fmt: ImageFormat, fast: bool
 ) -> None:
     # scikit-image's bundled photos (512x512, 600x400), not the corpus the
-    # predictions were fitted on: each level's output keeps its target, and on these
-    # the prediction stands: two sample trials and a single encode of the whole image.
+    # predictions were fitted on: each level's output keeps its target, in two sample
+    # trials and one or two encodes of the whole image (the prediction stands on all but
+    # coffee's AVIF render at eco, whose tiles miss the gate: its whole image scores 60.06
+    # at the prediction, under the 60.1 a pass needs, and is stepped up once). Renders
+    # encode at a lower effort, with predictions fitted for it.
     data = require("skimage.data", "bench")
     pixels = np.ascontiguousarray(getattr(data, name)()[..., :3])
     photo = pyvips.Image.new_from_array(pixels, interpretation="srgb")
     reference = ssimulacra2.Reference(photo)
-    q85 = _encode(photo, fmt, 85)
+    q85 = _encode(photo, fmt, 85, fast)
     for level in (AutoQuality.ECO, AutoQuality.GOOD):
-        out = auto_quality.encode_auto(photo, fmt, level, _encoder(fmt))
+        out = auto_quality.encode_auto(photo, fmt, level, _encoder(fmt, fast), fast)
         score = reference.score_pixels(ssimulacra2.decoded_pixels(out.data))
         assert score >= auto_quality.LEVELS[level].target, level
         assert out.met and len(out.data) < len(q85), level
-        assert out.probes <= auto_quality.MAX_TRIALS + 1, level
+        assert out.probes <= auto_quality.MAX_TRIALS + 2, level
 
 
 def test_decoded_pixels_are_what_libvips_decodes(image: Any) -> None:

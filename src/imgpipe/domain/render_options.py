@@ -44,7 +44,8 @@ OUTPUT_VERSION = 4
 # 4: eco and good (WebP, AVIF, JPEG) predicted from a 5x5 sample, then confirmed on the whole image,
 #    stepping up only (about half the CPU of 3).
 # 5: the prediction stands when its encode's own sample tiles keep a fitted gate; the whole
-#    image is checked only when they do not (about 2 encodes of CPU for WebP, from 3.7).
+#    image is checked only when they do not (about 2 encodes of CPU for WebP, from 3.7);
+#    renders have predictions of their own, fitted on their lower-effort encodes.
 AUTO_QUALITY_VERSION = 5
 
 MAX_DIMENSION = 8192

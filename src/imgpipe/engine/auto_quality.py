@@ -26,7 +26,8 @@ own sample tiles decide whether the whole image needs checking:
   quality steps is a line through that. ``bench/quality_auto_bench.py --fit`` chooses,
   per format and level, the pair with the fewest median bytes at which the whole
   image's encode keeps the target on every corpus photo.
-- **The gate.** The whole image is encoded at the prediction (real effort), and the
+- **The gate.** The whole image is encoded at the prediction (real effort: a profile's,
+  or a render's lower one, each with predictions fitted for it), and the
   sample's tiles are cut from that encode and scored against the original's: the encode
   stands when they keep the prediction's ``gate`` (the lowest any corpus photo kept at
   its prediction, a point or three above the target). That costs one decode and a
@@ -67,6 +68,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pyvips
 
+from imgpipe.domain.formats import FORMATS
 from imgpipe.domain.media import ImageFormat
 from imgpipe.domain.render_options import AutoQuality
 from imgpipe.engine import ssimulacra2
@@ -122,6 +124,16 @@ PREDICTIONS = {
     (ImageFormat.JPEG, AutoQuality.ECO): Prediction(threshold=64.0, offset=1, gate=64.4),
     (ImageFormat.JPEG, AutoQuality.GOOD): Prediction(threshold=76.5, offset=-6, gate=72.6),
 }
+# The same for renders' encodes (``fast``: the registry's fast_options, a lower effort):
+# fitted apart (bench/quality_auto_bench.py --fit --fast), since a lower effort scores
+# differently at one quality. A format whose renders encode as its profiles do (JPEG)
+# uses PREDICTIONS.
+RENDER_PREDICTIONS = {
+    (ImageFormat.WEBP, AutoQuality.ECO): Prediction(threshold=69.0, offset=-10, gate=63.0),
+    (ImageFormat.WEBP, AutoQuality.GOOD): Prediction(threshold=69.0, offset=5, gate=72.2),
+    (ImageFormat.AVIF, AutoQuality.ECO): Prediction(threshold=64.5, offset=-3, gate=64.0),
+    (ImageFormat.AVIF, AutoQuality.GOOD): Prediction(threshold=67.5, offset=7, gate=72.4),
+}
 QUALITY_RANGE = (20, 100)
 MAX_TRIALS = 2  # trial encodes of the predicting sample (good, eco)
 EXHAUSTIVE_TRIALS = 3  # the exhaustive search's (formats without a prediction)
@@ -148,20 +160,28 @@ class AutoResult:
     probes: int  # encodes tried, the final one included
 
 
-def encode_auto(image: Any, fmt: ImageFormat, level: AutoQuality, encode_at: Encoder) -> AutoResult:
-    """The smallest encoding of ``image`` (one frame) that keeps ``level``."""
+def encode_auto(
+    image: Any, fmt: ImageFormat, level: AutoQuality, encode_at: Encoder, fast: bool = False
+) -> AutoResult:
+    """The smallest encoding of ``image`` (one frame) that keeps ``level``; ``fast``:
+    ``encode_at`` encodes with the format's fast_options (renders)."""
     spec = LEVELS[level]
     # Every step reads these pixels (the sample, each encode, a check): evaluate them once.
     image = image.copy_memory()
     if level is AutoQuality.BEST:
         sample, whole = make_sample(image, EXHAUSTIVE_GRID, EXHAUSTIVE_TILE)
         return _encode_best(image, sample, whole, encode_at)
-    prediction = PREDICTIONS.get((fmt, level))
+    prediction = predictions(fmt, fast).get((fmt, level))
     if prediction is None:  # no fitted prediction: the lowest passing quality
         return _sampled_then_checked(
             image, spec, encode_at, EXHAUSTIVE_GRID, EXHAUSTIVE_TILE, EXHAUSTIVE_TRIALS
         )
     return _predicted(image, spec, prediction, encode_at)
+
+
+def predictions(fmt: ImageFormat, fast: bool) -> dict[tuple[ImageFormat, AutoQuality], Prediction]:
+    """The predictions fitted for the encoder settings in use."""
+    return RENDER_PREDICTIONS if fast and FORMATS[fmt].fast_options else PREDICTIONS
 
 
 class _Trials:

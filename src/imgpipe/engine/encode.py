@@ -84,11 +84,11 @@ def encode_detailed(
 
         if animated:  # searched on the first frame, written as the whole animation
             first = image.crop(0, 0, image.width, image.get("page-height"))
-            found = auto_quality.encode_auto(first, fmt, quality, encode_at)
+            found = auto_quality.encode_auto(first, fmt, quality, encode_at, fast)
             return Encoded(
                 _encode_fixed(image, fmt, found.quality, fast, animated), found.quality, found.met
             )
-        found = auto_quality.encode_auto(image, fmt, quality, encode_at)
+        found = auto_quality.encode_auto(image, fmt, quality, encode_at, fast)
         return Encoded(found.data, found.quality, found.met)
     assert isinstance(quality, int)
     return Encoded(
