@@ -43,7 +43,8 @@ class Section:
     name: str
     script: str
     argv: Callable[[argparse.Namespace, Path], list[str]]
-    rows: Callable[[dict[str, Any]], list[Row]]
+    # From the script's JSON: an object, or (s3_render_bench) a list of them.
+    rows: Callable[[Any], list[Row]]
 
 
 def _verdict(ok: bool, text: str) -> str:
