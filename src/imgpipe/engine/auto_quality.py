@@ -176,7 +176,7 @@ def encode_auto(
         return _sampled_then_checked(
             image, spec, encode_at, EXHAUSTIVE_GRID, EXHAUSTIVE_TILE, EXHAUSTIVE_TRIALS
         )
-    return _predicted(image, spec, prediction, encode_at)
+    return _sampled_then_checked(image, spec, encode_at, GRID, TILE, MAX_TRIALS, prediction)
 
 
 def predictions(fmt: ImageFormat, fast: bool) -> dict[tuple[ImageFormat, AutoQuality], Prediction]:
@@ -199,37 +199,36 @@ class _Trials:
         return self.reference.score_pixels(ssimulacra2.decoded_pixels(data))
 
 
-def _predicted(image: Any, spec: Level, prediction: Prediction, encode_at: Encoder) -> AutoResult:
-    """The sample's trials against the prediction's threshold, their crossing moved by
-    its offset, the whole image encoded there; that encode stands when its own tiles (the
-    sample's, cut from it) keep the prediction's gate, else the whole image is checked
-    from it (``_checked``). An image that is its own sample is checked from the start."""
-    sample, whole = make_sample(image, GRID, TILE)
-    if whole:
-        return _checked(image, spec, spec.start, encode_at)
-    trials = _Trials(sample, encode_at)
-    crossing, _ = search(trials, replace(spec, threshold=prediction.threshold), MAX_TRIALS)
-    quality = min(spec.ceiling, max(QUALITY_RANGE[0], crossing + prediction.offset))
-    data = encode_at(image, quality)
-    tiles = sample_pixels(ssimulacra2.decoded_pixels(data), GRID, TILE)
-    if trials.reference.score_pixels(tiles) >= prediction.gate:
-        return AutoResult(data, quality, True, trials.count + 1)
-    found = _checked(image, spec, quality, encode_at, descend=False, first=data)
-    return AutoResult(found.data, found.quality, found.met, found.probes + trials.count)
-
-
 def _sampled_then_checked(
-    image: Any, spec: Level, encode_at: Encoder, grid: int, tile: int, max_trials: int
+    image: Any,
+    spec: Level,
+    encode_at: Encoder,
+    grid: int,
+    tile: int,
+    max_trials: int,
+    prediction: Prediction | None = None,
 ) -> AutoResult:
-    """The exhaustive search: the sample's trials against ``spec.threshold``, then the
-    whole image checked from their answer (``_checked``). An image that is its own sample
-    is checked from the level's start."""
+    """The sample's trials, then the whole image. Without a prediction (the exhaustive
+    search): checked from the trials' crossing of ``spec.threshold`` (``_checked``). With
+    one: encoded at the trials' crossing of its threshold moved by its offset, and that
+    encode stands when its own tiles (the sample's, cut from it) keep its gate, else it
+    is checked from there. An image that is its own sample is checked from the start."""
     sample, whole = make_sample(image, grid, tile)
     if whole:
         return _checked(image, spec, spec.start, encode_at)
     trials = _Trials(sample, encode_at)
-    quality, _ = search(trials, spec, max_trials)
-    found = _checked(image, spec, quality, encode_at)
+    if prediction is None:
+        quality, _ = search(trials, spec, max_trials)
+        found = _checked(image, spec, quality, encode_at)
+    else:
+        crossing, _ = search(trials, replace(spec, threshold=prediction.threshold), max_trials)
+        quality = min(spec.ceiling, max(QUALITY_RANGE[0], crossing + prediction.offset))
+        data = encode_at(image, quality)
+        tiles = sample_pixels(ssimulacra2.decoded_pixels(data), grid, tile)
+        if trials.reference.score_pixels(tiles) >= prediction.gate:
+            found = AutoResult(data, quality, True, 1)
+        else:
+            found = _checked(image, spec, quality, encode_at, descend=False, first=data)
     return AutoResult(found.data, found.quality, found.met, found.probes + trials.count)
 
 
@@ -419,7 +418,7 @@ def make_sample(image: Any, grid: int = GRID, tile: int = TILE) -> tuple[Any, bo
     image itself when it is small; True when it is the image itself."""
     side = grid * tile
     if image.width * image.height <= 2 * side * side or min(image.width, image.height) < side:
-        return image.copy_memory(), True
+        return image, True
     # Cut in numpy: libvips' crops and join took 4-9 ms for an 800x600 image, a tenth of
     # the predicted search's CPU.
     pixels = image.numpy()
