@@ -67,6 +67,12 @@ def test_failures_are_reported_with_reasons_and_exit_1(tmp_path: Path) -> None:
     assert codes == {"notes.jpg": "unsupported_type", "cut.jpg": "corrupt_image"}
     assert (out / "good" / "medium.webp").exists()
     assert not (out / "cut").exists()
+    # With --json into a pipe there is no progress bar, but each failure is still said
+    # on standard error, one line each, and stdout holds the JSON alone.
+    failed_lines = sorted(line for line in result.stderr.splitlines() if line.startswith("failed"))
+    assert len(failed_lines) == 2, result.stderr
+    assert failed_lines[0].startswith(f"failed {root / 'cut.jpg'}: corrupt_image: The JPEG")
+    assert failed_lines[1].startswith(f"failed {root / 'notes.jpg'}: unsupported_type: ")
 
 
 def test_profiles_option_limits_the_outputs(photos: Path, tmp_path: Path) -> None:
@@ -147,22 +153,41 @@ def test_a_profile_with_a_watermark_reads_it_from_watermarks_dir(tmp_path: Path)
 _SERVER_ONLY_MODULES = ("sqlalchemy", "alembic", "celery", "kombu", "fastapi", "numpy")
 
 
-def test_a_batch_loads_nothing_only_a_server_needs(photos: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out"
+# What a --json run into a pipe with one worker must not load: it shows no progress bar
+# and forks no pool (Rich and multiprocessing cost about 30 ms, a tenth of start-up).
+_BAR_AND_POOL_MODULES = ("rich.console", "rich.progress", "multiprocessing")
+
+
+def _loaded_by_a_batch(args: list[str], modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` an `imgpipe process` with ``args`` has loaded when it ends."""
     child = (
         "import runpy, sys\n"
-        f"sys.argv = ['imgpipe', 'process', {str(photos)!r}, '--out', {str(out)!r},"
-        " '--workers', '1']\n"
+        f"sys.argv = ['imgpipe', 'process', *{args!r}]\n"
         "try:\n"
         "    runpy.run_module('imgpipe', run_name='__main__')\n"
         "except SystemExit as exc:\n"
         "    assert not exc.code, exc.code\n"
-        f"loaded = [m for m in {_SERVER_ONLY_MODULES!r} if m in sys.modules]\n"
+        f"loaded = [m for m in {modules!r} if m in sys.modules]\n"
         "print('LOADED:', *loaded)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", child], capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()[-1].split()[1:]
+
+
+def test_a_batch_loads_nothing_only_a_server_needs(photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = [str(photos), "--out", str(out), "--workers", "1"]
+    assert _loaded_by_a_batch(args, _SERVER_ONLY_MODULES) == []
     assert (out / "tiny" / "large.webp").exists()
-    assert result.stdout.splitlines()[-1].split() == ["LOADED:"]
+
+
+def test_a_json_batch_into_a_pipe_loads_no_progress_bar_or_pool(
+    photos: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    args = [str(photos), "--out", str(out), "--workers", "1", "--json"]
+    assert _loaded_by_a_batch(args, _BAR_AND_POOL_MODULES) == []
+    assert (out / "tiny" / "large.webp").exists()

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imgpipe.config import usable_cpus
 from imgpipe.domain.errors import ImgpipeError
 from imgpipe.domain.media import Limits
 from imgpipe.domain.profiles import Profile
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ProcessPoolExecutor
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,10 @@ class BatchRunner:
 
     def __enter__(self) -> BatchRunner:
         if self._workers > 1 and len(self._inputs) > 1:
+            # Imported for a pool only: 10 ms of start-up a one-process run does without.
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
             vips_threads = max(1, usable_cpus() // self._workers)
             self._pool = ProcessPoolExecutor(
                 self._workers,
@@ -122,6 +128,8 @@ class BatchRunner:
     def results(self) -> Iterator[ItemResult]:
         """Each input's result as it completes."""
         if self._pool is not None:
+            from concurrent.futures import as_completed
+
             for future in as_completed(self._futures):
                 yield future.result()
             return

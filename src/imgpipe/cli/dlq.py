@@ -7,10 +7,8 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from imgpipe.cli.common import database_sessions, err, settings_or_exit
+from imgpipe.cli.common import database_sessions, err, print_table, settings_or_exit
 
 dlq_app = typer.Typer(
     help="Dead letters: jobs whose variants ran out of attempts.", no_args_is_help=True
@@ -41,21 +39,22 @@ def list_(
     if not entries:  # an empty table says nothing a sentence does not
         err.print("imgpipe: no dead letters" + ("" if include_retried else " waiting for a retry"))
         return
-    table = Table(show_header=True)
-    for column in ("id", "image", "owner", "variants", "attempts", "code", "error", "created"):
-        table.add_column(column)
-    for entry in entries:
-        table.add_row(
-            entry.id,
-            entry.image_id,
-            entry.owner,
-            ",".join(entry.variants),
-            str(entry.attempts),
-            entry.error_code,
-            entry.error,
-            entry.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-        )
-    Console(width=200).print(table)
+    print_table(
+        ("id", "image", "owner", "variants", "attempts", "code", "error", "created"),
+        (
+            (
+                entry.id,
+                entry.image_id,
+                entry.owner,
+                ",".join(entry.variants),
+                str(entry.attempts),
+                entry.error_code,
+                entry.error,
+                entry.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            )
+            for entry in entries
+        ),
+    )
 
 
 @dlq_app.command("retry")

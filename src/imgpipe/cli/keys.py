@@ -6,10 +6,8 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from imgpipe.cli.common import database_sessions, err, settings_or_exit
+from imgpipe.cli.common import database_sessions, err, print_table, settings_or_exit
 from imgpipe.domain.access import SINGLE_USER_OWNER
 
 keys_app = typer.Typer(help="API keys: each belongs to an owner.", no_args_is_help=True)
@@ -67,19 +65,20 @@ def list_() -> None:
     settings = settings_or_exit()
     with database_sessions(settings) as sessions:
         keys = list_keys(sessions)
-    table = Table(show_header=True)
-    for column in ("id", "key", "owner", "admin", "created", "revoked"):
-        table.add_column(column)
-    for key in keys:
-        table.add_row(
-            key.id,
-            key.prefix + "...",
-            key.owner,
-            "yes" if key.admin else "",
-            key.created_at.strftime("%Y-%m-%d %H:%M"),
-            key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else "",
-        )
-    Console(width=200).print(table)
+    print_table(
+        ("id", "key", "owner", "admin", "created", "revoked"),
+        (
+            (
+                key.id,
+                key.prefix + "...",
+                key.owner,
+                "yes" if key.admin else "",
+                key.created_at.strftime("%Y-%m-%d %H:%M"),
+                key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else "",
+            )
+            for key in keys
+        ),
+    )
 
 
 @keys_app.command("revoke")

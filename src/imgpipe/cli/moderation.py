@@ -10,10 +10,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from imgpipe.cli.common import err, ready_schema, settings_or_exit
+from imgpipe.cli.common import err, print_table, ready_schema, settings_or_exit
 
 if TYPE_CHECKING:  # SQLAlchemy under it costs 0.2-0.8 s on every `imgpipe` start
     from imgpipe.services.deps import ServiceDeps
@@ -69,14 +67,14 @@ def list_(
     if not page.items:
         err.print(f"imgpipe: no images with moderation status {status}")
         return
-    table = Table(show_header=True)
-    for column in ("image", "owner", "status", "labels", "decided by"):
-        table.add_column(column)
+    table_rows = []
     for item in page.items:
         view = item.image.moderation
         labels = ", ".join(f"{x['name']} {x['score']:.2f}" for x in view["labels"])
-        table.add_row(item.image.id, item.owner, view["status"], labels, view["decided_by"] or "")
-    Console(width=200).print(table)
+        table_rows.append(
+            (item.image.id, item.owner, view["status"], labels, view["decided_by"] or "")
+        )
+    print_table(("image", "owner", "status", "labels", "decided by"), table_rows)
 
 
 def _decide(decision: str, image_ids: list[str], reason: str | None) -> None:
