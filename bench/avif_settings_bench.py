@@ -275,7 +275,7 @@ def main() -> int:
     from imgpipe import engine
 
     engine.configure()
-    settings = SETTINGS
+    settings: tuple[Setting, ...] = SETTINGS
     if args.only:
         settings = tuple(s for s in SETTINGS if s.name in args.only.split(";"))
     default = next(s for s in SETTINGS if s.name == args.map_setting)

@@ -25,6 +25,7 @@ moves wall time, not CPU time. Prints a table; ``--out`` writes JSON.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import statistics
@@ -94,7 +95,8 @@ def measure(path: Path, args: argparse.Namespace, scratch: Path) -> dict[str, An
     row["webp"] = {}
     for effort in EFFORTS:
         cpu, wall, data = fastest(
-            lambda e=effort: image.webpsave_buffer(Q=80, effort=e, keep="none"), args.repeat
+            functools.partial(image.webpsave_buffer, Q=80, effort=effort, keep="none"),
+            args.repeat,
         )
         entry: dict[str, Any] = {"cpu_ms": cpu, "wall_ms": wall, "bytes": len(data)}
         if args.score:

@@ -139,7 +139,7 @@ def measure(photos: list[Path]) -> dict[str, Any]:
 def time_index(
     count: int, database_url: str | None, distances: list[int], lookups: int = 200
 ) -> dict[str, Any]:
-    from sqlalchemy import insert
+    from sqlalchemy import delete, insert
 
     from imgpipe.db import repo
     from imgpipe.db.migrate import upgrade
@@ -179,7 +179,7 @@ def time_index(
                         "phash_b3": parts[3],
                     }
                 )
-            conn.execute(insert(ImageRow.__table__), batch)
+            conn.execute(insert(ImageRow), batch)
     load_s = round(time.perf_counter() - started, 1)
     sessions = make_read_sessionmaker(db)
     result: dict[str, Any] = {"backend": db.dialect.name, "images": count, "load_s": load_s}
@@ -203,7 +203,7 @@ def time_index(
         }
     if database_url:  # a shared server: leave it as it was
         with db.begin() as conn:
-            conn.execute(ImageRow.__table__.delete().where(ImageRow.owner == "bench"))
+            conn.execute(delete(ImageRow).where(ImageRow.owner == "bench"))
     db.dispose()
     tmp.cleanup()
     return result

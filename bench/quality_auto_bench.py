@@ -143,7 +143,7 @@ def measure(
     for miss in misses:
         print("  " + miss)
     if out is not None:
-        summary = {
+        summary: dict[str, Any] = {
             level.value: {
                 "median_bytes_vs_q85": statistics.median(ratios[level]),
                 "ssimulacra2_median": statistics.median(scores[level]),

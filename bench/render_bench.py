@@ -684,16 +684,22 @@ def source_quality(photos: list[Path]) -> list[dict[str, Any]]:
                 continue
             planned = plan(options, facts.upright_size)
             base = decode(path, facts, size, all_frames=False).copy_memory()
-            encode_ms, copy = cpu_ms(lambda base=base: render_source.encode_source(base))
+            encode_ms, copy = cpu_ms(functools.partial(render_source.encode_source, base))
             copy_path = Path(scratch) / f"{path.stem}.jpg"
             copy_path.write_bytes(copy)
             copy_facts = probe(copy_path, limits)
             original_ms, from_original = cpu_ms(
-                lambda path=path, facts=facts: render(path, facts, options, ImageFormat.WEBP)
+                functools.partial(render, path, facts, options, ImageFormat.WEBP)
             )
             copy_ms, from_copy = cpu_ms(
-                lambda cp=copy_path, cf=copy_facts, g=planned: render(
-                    cp, cf, options, ImageFormat.WEBP, planned=g, render_source=True
+                functools.partial(
+                    render,
+                    copy_path,
+                    copy_facts,
+                    options,
+                    ImageFormat.WEBP,
+                    planned=planned,
+                    render_source=True,
                 )
             )
             reference = lanczos_resize(load_rgb(path), planned.output)

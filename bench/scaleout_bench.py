@@ -233,7 +233,7 @@ def pool_rss_mb(parent_pid: int) -> float:
     try:
         parent = psutil.Process(parent_pid)
         procs = [parent, *parent.children(recursive=True)]
-        return sum(p.memory_info().rss for p in procs) / 1e6
+        return float(sum(p.memory_info().rss for p in procs)) / 1e6
     except psutil.NoSuchProcess:
         return 0.0
 

@@ -4,6 +4,7 @@ mosaic (tifffile writes it), a JPEG XL comes from imagecodecs' libjxl encoder.""
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -90,7 +91,7 @@ def require_imagecodecs() -> None:
     require("imagecodecs", "jxl")
 
 
-def jxl(rgb8: np.ndarray, **options: object) -> bytes:
+def jxl(rgb8: np.ndarray, **options: Any) -> bytes:
     require_imagecodecs()
     import imagecodecs
 
