@@ -49,7 +49,7 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/mypy bench
+	$(BIN)/mypy bench tests
 	$(BIN)/lint-imports
 
 ci: lint test

@@ -37,8 +37,9 @@ def corpus_files() -> list[Path]:
 
 
 def outputs(path: Path) -> dict[str, bytes]:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.unit import golden_engine
+    # tests/ on the path, as pytest puts it: golden_engine is `unit.golden_engine` there.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from unit import golden_engine
 
     return golden_engine.builtin_outputs(path)
 

@@ -56,19 +56,22 @@ def postgres_database() -> Iterator[str]:
 
 
 def check_broker(url: str) -> None:
-    from kombu import Connection
+    from kombu.connection import Connection
 
     try:
-        with Connection(url, connect_timeout=5) as connection:
+        with Connection(url, connect_timeout=5) as connection:  # type: ignore[no-untyped-call]
             connection.ensure_connection(max_retries=1)
     except Exception as exc:  # kombu raises a different type per transport
         unavailable(f"broker {url}", exc)
 
 
 def purge_queue(url: str, queue: str) -> None:
-    from kombu import Connection
+    from kombu.connection import Connection
 
-    with contextlib.suppress(Exception), Connection(url, connect_timeout=5) as connection:
+    with (
+        contextlib.suppress(Exception),
+        Connection(url, connect_timeout=5) as connection,  # type: ignore[no-untyped-call]
+    ):
         channel = connection.default_channel
         channel.queue_purge(queue)
         channel.queue_delete(queue)

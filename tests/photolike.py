@@ -25,8 +25,11 @@ def scene(seed: int, width: int = 1200, height: int = 800) -> np.ndarray:
     image = sky_top + (sky_low - sky_top) * ys * np.ones((1, width, 1), np.float32)
     ground = rng.uniform([60, 70, 30], [120, 110, 70])
     texture = sum(
-        _smooth_noise(rng, (height, width), cell) * amp
-        for cell, amp in ((4, 10.0), (24, 18.0), (120, 25.0))
+        (
+            _smooth_noise(rng, (height, width), cell) * amp
+            for cell, amp in ((4, 10.0), (24, 18.0), (120, 25.0))
+        ),
+        np.zeros((height, width), np.float32),
     )
     image[horizon:] = ground + texture[horizon:, :, None] * np.array([1.0, 0.9, 0.6])
     yy, xx = np.mgrid[0:height, 0:width]

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -134,8 +135,11 @@ def test_a_database_that_black_holes_packets_is_503_within_a_bound(
             response = httpx.request(method, base + path, timeout=120, **kw)  # type: ignore[arg-type]
             return response, time.monotonic() - sent
 
-        calls = [("GET", f"/v1/images/{before['id']}", {})] * 6 + [("GET", "/v1/images", {})] * 2
-        calls += [("POST", "/v1/images", {"files": {"file": ("b.png", unique_png(8))}})] * 2
+        no_options: dict[str, Any] = {}
+        upload: dict[str, Any] = {"files": {"file": ("b.png", unique_png(8))}}
+        calls = [("GET", f"/v1/images/{before['id']}", no_options)] * 6
+        calls += [("GET", "/v1/images", no_options)] * 2
+        calls += [("POST", "/v1/images", upload)] * 2
         with ThreadPoolExecutor(len(calls)) as pool:
             answers = list(pool.map(lambda call: timed(call[0], call[1], **call[2]), calls))
         ready, ready_s = timed("GET", "/readyz")

@@ -67,7 +67,7 @@ def _get_routes(tmp_path: Path) -> list[str]:
     # FastAPI 0.165 keeps included routers as branches; older versions list every route.
     flatten = getattr(fastapi.routing, "iter_route_contexts", list)
     return sorted(
-        route.path
+        str(getattr(route, "path", ""))
         for route in flatten(app.routes)
         if "GET" in (getattr(route, "methods", None) or set())
     )

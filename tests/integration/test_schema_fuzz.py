@@ -26,6 +26,7 @@ from schemathesis.checks import (
     status_code_conformance,
     unsupported_method,
 )
+from schemathesis.core.result import Err
 
 from .conftest import ImgpipeServer
 
@@ -58,6 +59,9 @@ def test_every_operation_keeps_to_its_schema(schema_server: ImgpipeServer) -> No
     failures: list[str] = []
     calls = 0
     for result in schema.get_all_operations():
+        if isinstance(result, Err):  # the schema itself does not load: say why
+            failures.append(f"schema: {result.err()}")
+            continue
         operation: Any = result.ok()
         for mode in GenerationMode:
 

@@ -48,7 +48,7 @@ def _reprocess_and_wait(
     while time.monotonic() < deadline:
         current = client.get(f"/v1/images/{resource['id']}").json()
         if current["status"] in TERMINAL_STATUSES and current["completed_at"] != before:
-            return current
+            return dict(current)
         time.sleep(0.1)
     raise AssertionError(f"reprocess never recorded a new completion: {current}")
 

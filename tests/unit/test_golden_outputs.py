@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from tests.unit import golden_engine
+
+from . import golden_engine
 
 GOLDEN = Path(__file__).with_name("golden_outputs.json")
 WRITE = os.environ.get("IMGPIPE_WRITE_GOLDEN") == "1"

@@ -291,7 +291,7 @@ def test_the_reconciler_hands_out_only_what_the_broker_lost(deps: ServiceDeps) -
 def test_a_job_whose_enqueue_failed_is_handed_out_by_the_next_round(deps: ServiceDeps) -> None:
     queue = _queue(deps)
 
-    def broker_down(message: ProcessImage) -> None:
+    def broker_down(message: ProcessImage, recover: bool = False) -> None:
         raise ConnectionError("broker down")
 
     queue.enqueue = broker_down  # type: ignore[method-assign]

@@ -36,6 +36,7 @@ from imgpipe.domain.moderation import (
     ModerationImage,
     ModerationPending,
     ModerationRefused,
+    ModerationStatus,
     ModerationUnavailable,
     Policy,
 )
@@ -311,9 +312,9 @@ def test_review_queue_lists_every_owners_held_images_with_a_thumbnail(deps: Serv
     for image_id in held:
         _moderate(deps, image_id)
     process_image(deps, ProcessImage(held[0]))
-    page = moderation.review_queue(deps, moderation.ModerationStatus.REVIEW, 2, None)
+    page = moderation.review_queue(deps, ModerationStatus.REVIEW, 2, None)
     assert [i.image.id for i in page.items] == sorted(held)[:2] and page.next_cursor
-    rest = moderation.review_queue(deps, moderation.ModerationStatus.REVIEW, 2, page.next_cursor)
+    rest = moderation.review_queue(deps, ModerationStatus.REVIEW, 2, page.next_cursor)
     assert [i.image.id for i in rest.items] == sorted(held)[2:] and rest.next_cursor is None
     items = {i.image.id: i for i in page.items + rest.items}
     assert items[held[0]].thumbnail == f"/v1/admin/images/{held[0]}/variants/thumbnail"

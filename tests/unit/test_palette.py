@@ -101,7 +101,8 @@ def _paper_on_table(seed: int) -> np.ndarray:
     for row in range(150, 860, 26):  # printed lines of text
         line = paper & (abs(yy - row) < 2) & (xx > 180) & (xx < 560 - (row % 7) * 15)
         image[line] = 40
-    return np.clip(image, 0, 255).astype(np.uint8)
+    clipped: np.ndarray = np.clip(image, 0, 255).astype(np.uint8)
+    return clipped
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -127,7 +127,7 @@ def test_animation_keeps_its_frames_and_timing(tmp_path: Path) -> None:
     thumb = _rendered(result["thumbnail"])
     assert (thumb.width, thumb.height, thumb.frames) == (150, 150, 4)
     decoded = Image.open(io.BytesIO(thumb.data))
-    assert decoded.n_frames == 4
+    assert getattr(decoded, "n_frames", 1) == 4
     decoded.seek(1)
     decoded.load()
     assert decoded.info["duration"] == 120

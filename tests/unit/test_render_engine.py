@@ -49,6 +49,13 @@ def pixels(result: Output) -> Image.Image:
     return Image.open(io.BytesIO(result.data)).convert("RGBA")
 
 
+def at(image: Image.Image, xy: tuple[int, int]) -> tuple[int, ...]:
+    """The RGBA value at ``xy`` of an image ``pixels`` opened."""
+    value = image.getpixel(xy)
+    assert isinstance(value, tuple), value
+    return value
+
+
 def near(actual: tuple[int, ...], expected: tuple[int, ...], tolerance: int = 12) -> bool:
     return all(abs(a - e) <= tolerance for a, e in zip(actual, expected, strict=False))
 
@@ -65,20 +72,20 @@ def test_rotate_and_flip_move_the_quadrants(tmp_path: Path) -> None:
     path = quadrants(tmp_path)
     rotated = pixels(run(path, "w=400&rotate=90"))  # clockwise: blue comes to the top left
     assert rotated.size == (400, 533) or rotated.size == (400, 534)
-    assert near(rotated.getpixel((20, 20)), BLUE)
+    assert near(at(rotated, (20, 20)), BLUE)
     flipped = pixels(run(path, "w=400&flip=h"))
-    assert near(flipped.getpixel((20, 20)), GREEN)
+    assert near(at(flipped, (20, 20)), GREEN)
     both = pixels(run(path, "w=400&flip=hv"))
-    assert near(both.getpixel((20, 20)), YELLOW)
+    assert near(at(both, (20, 20)), YELLOW)
 
 
 def test_focal_point_and_centre_crops(tmp_path: Path) -> None:
     path = quadrants(tmp_path)
     left = run(path, "w=200&h=300&fit=cover&fp=0,0.5")
     assert left.crop_window == (0, 0, 200, 300)
-    assert near(pixels(left).getpixel((100, 50)), RED)
+    assert near(at(pixels(left), (100, 50)), RED)
     right = run(path, "w=200&h=300&fit=cover&fp=1,0.5")
-    assert near(pixels(right).getpixel((100, 50)), GREEN)
+    assert near(at(pixels(right), (100, 50)), GREEN)
     centre = run(path, "w=200&h=300&fit=cover")
     assert centre.crop_window == (100, 0, 200, 300)
 
@@ -106,25 +113,25 @@ def test_filters_change_pixels_and_gray_has_no_colour(tmp_path: Path) -> None:
     path = quadrants(tmp_path)
     plain = pixels(run(path, "w=200"))
     grey = pixels(run(path, "w=200&gray=1"))
-    r, g, b, _ = grey.getpixel((20, 20))
+    r, g, b, _ = at(grey, (20, 20))
     assert abs(r - g) <= 2 and abs(g - b) <= 2
     brighter = pixels(run(path, "w=200&bri=50"))
-    assert sum(brighter.getpixel((20, 20))[:3]) > sum(plain.getpixel((20, 20))[:3]) + 100
+    assert sum(at(brighter, (20, 20))[:3]) > sum(at(plain, (20, 20))[:3]) + 100
     flat = pixels(run(path, "w=200&con=-100"))
-    assert near(flat.getpixel((20, 20)), (128, 128, 128, 255), 2)
+    assert near(at(flat, (20, 20)), (128, 128, 128, 255), 2)
     blurred = pixels(run(path, "w=200&blur=5"))
-    assert blurred.getpixel((100, 75)) != plain.getpixel((100, 75))  # the quadrant edges
+    assert at(blurred, (100, 75)) != at(plain, (100, 75))  # the quadrant edges
     assert run(path, "w=200&sharpen=1").data != run(path, "w=200").data
 
 
 def test_contain_pads_with_white_or_transparency(tmp_path: Path) -> None:
     path = quadrants(tmp_path)
     padded = pixels(run(path, "w=400&h=400&fit=contain"))
-    assert near(padded.getpixel((200, 5)), (255, 255, 255, 255), 0)
+    assert near(at(padded, (200, 5)), (255, 255, 255, 255), 0)
     rgba = tmp_path / "alpha.png"
     Image.new("RGBA", (400, 300), (10, 20, 30, 255)).save(rgba)
     clear = pixels(render(rgba, probe(rgba, LIMITS), opts("w=400&h=400&fit=contain"), None))
-    assert clear.getpixel((200, 5))[3] == 0
+    assert at(clear, (200, 5))[3] == 0
 
 
 def test_legacy_format_is_png_only_where_alpha_matters(tmp_path: Path) -> None:
@@ -142,10 +149,10 @@ def test_watermark_is_placed_scaled_and_blended(tmp_path: Path) -> None:
     Image.new("RGBA", (400, 400), (255, 255, 255, 255)).save(mark)
     result = render(path, probe(path, LIMITS), opts("w=400&wm=logo,se,1"), ImageFormat.PNG, mark)
     out = pixels(result)  # 400x300: the mark fits 25% of it (75x75) with an 8 px margin
-    assert near(out.getpixel((400 - 8 - 30, 300 - 8 - 30)), (255, 255, 255, 255), 2)
-    assert near(out.getpixel((400 - 8 - 80, 300 - 8 - 30)), YELLOW)
+    assert near(at(out, (400 - 8 - 30, 300 - 8 - 30)), (255, 255, 255, 255), 2)
+    assert near(at(out, (400 - 8 - 80, 300 - 8 - 30)), YELLOW)
     half = render(path, probe(path, LIMITS), opts("w=400&wm=logo,nw,0.5"), ImageFormat.PNG, mark)
-    r, g, b, _ = pixels(half).getpixel((40, 40))
+    r, g, b, _ = at(pixels(half), (40, 40))
     assert near((r, g, b), ((220 + 255) // 2, (30 + 255) // 2, (30 + 255) // 2), 6)
 
 
@@ -212,7 +219,7 @@ def test_renders_scale_jpegs_while_decoding_and_stay_upright(
     assert (result.width, result.height) == (400, 300)
     out = pixels(result)
     for xy, colour in (((20, 20), RED), ((380, 20), GREEN), ((20, 280), BLUE)):
-        assert near(out.getpixel(xy), colour), (xy, out.getpixel(xy))
+        assert near(at(out, xy), colour), (xy, at(out, xy))
 
 
 def test_profile_decoding_keeps_libvips_own_shrink(tmp_path: Path) -> None:

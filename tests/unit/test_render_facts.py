@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -59,9 +60,11 @@ class CountingStore(LocalStore):
         self.reads.append(key)
         return super().iter_bytes(key, chunk_size)
 
-    def local_file(self, key: str) -> AbstractContextManager[Path]:
+    @contextmanager
+    def local_file(self, key: str) -> Iterator[Path]:
         self.reads.append(key)
-        return super().local_file(key)
+        with super().local_file(key) as path:
+            yield path
 
     def original_reads(self, sha: str) -> int:
         return self.reads.count(keys.original(sha))
@@ -78,7 +81,7 @@ def deps(tmp_path: Path) -> Iterator[ServiceDeps]:
         yield deps
 
 
-def cold(deps: ServiceDeps, **changes: object) -> ServiceDeps:
+def cold(deps: ServiceDeps, **changes: Any) -> ServiceDeps:
     """The same database and store as a new process sees them: empty caches."""
     return replace(deps, render_runtime=RenderRuntime(), probes=ProbeCache(), **changes)
 

@@ -5,6 +5,7 @@ local store, the real app in-process."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,7 +171,7 @@ def test_the_lookup_cache_is_bounded_and_expires(clock: Clock) -> None:
         return key.upper()
 
     for key in "abcd":
-        assert cache.get(key, lambda key=key: load(key)) == key.upper()
+        assert cache.get(key, functools.partial(load, key)) == key.upper()
     assert len(cache) == 3  # "a" went first
     cache.get("a", lambda: load("a"))
     assert loads == ["a", "b", "c", "d", "a"]

@@ -9,7 +9,7 @@ from celery import Celery, bootsteps
 from imgpipe.jobs.celery_queue import run_worker
 
 
-class _BrokenStep(bootsteps.StartStopStep):
+class _BrokenStep(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is untyped
     """Fails while the worker starts, as a pool that cannot start its processes does."""
 
     def start(self, parent: Any) -> None:
