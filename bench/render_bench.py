@@ -41,8 +41,9 @@ What it does, in one run on one machine (loopback only):
    of thumbor's processes keeps the connections it accepted, and in some runs one process got
    both and served at half speed (13.8-16.7 requests/s over a run, against 21.5 when they
    were split): an artefact of so few connections, not thumbor's real capacity.
-   Then imgpipe alone, for ``--seconds``/2 each: cold ``w=800&h=600&format=avif``
-   (target p99 < 200 ms) and ``w=2400&format=webp`` (target p99 < 300 ms) renders, after
+   Then imgpipe alone, for ``--seconds``/2 each: cold ``w=800&h=600`` renders in AVIF,
+   JPEG and PNG (target p99 < 200 ms: every format) and ``w=2400&format=webp`` (target
+   p99 < 300 ms) renders, after
    one render of each image per kind, timed apart as ``first_render_per_image`` (the first
    w=2400 render of an image reads the large render source the worker made; a render
    that finds it missing makes it, which the same target covers).
@@ -507,6 +508,9 @@ def cold_renders(
 # query (q added per request, so every request is a miss) and its p99 target in ms.
 COLD_KINDS = {
     "avif_800x600": ("w=800&h=600&format=avif", 200.0),
+    "jpeg_800x600": ("w=800&h=600&format=jpeg", 200.0),
+    # PNG is lossless, but q stays in the render's key, so each q is still a miss.
+    "png_800x600": ("w=800&h=600&format=png", 200.0),
     "webp_w2400": ("w=2400&format=webp", 300.0),
 }
 
@@ -514,7 +518,8 @@ COLD_KINDS = {
 def cold_kinds(
     args: argparse.Namespace, base: str, uploaded: list[tuple[str, str]], meter: Meter
 ) -> dict[str, Any]:
-    """p50/p99 of cold AVIF 800x600 and WebP w=2400 renders, ``--in-flight`` at once.
+    """p50/p99 of cold 800x600 AVIF, JPEG and PNG and w=2400 WebP renders, ``--in-flight``
+    at once.
 
     Each image renders each kind once first, and those latencies are reported apart
     (``first_render_per_image``): the first w=2400 render of an image is the one that
