@@ -558,6 +558,7 @@ def cold_kinds(
             "query": query,
             "target_p99_ms": target_ms,
             **summary,
+            "per_photo": tally.by_label(),
             "first_render_per_image": {
                 **first.summary(),
                 **first_meter.summary(len(first.latencies)),
