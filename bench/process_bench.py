@@ -181,15 +181,12 @@ def speed_ratios(timings: dict[str, Timing]) -> list[dict[str, Any]]:
     pairs += [(n, d, None, m) for n, d, m in CONTEXT_RATIOS]
     for num, den, target, meaning in pairs:
         if num in timings and den in timings:
-            of_medians = timings[num].photos_per_s / timings[den].photos_per_s
-            paired = paired_ratios(timings[num], timings[den])
-            value = statistics.median(paired) if paired else of_medians
+            value = timings[num].photos_per_s / timings[den].photos_per_s
             row: dict[str, Any] = {
                 "name": f"{num} / {den}",
                 "value": value,
                 "target": target,
-                "paired": paired,
-                "of_medians": of_medians,
+                "paired": paired_ratios(timings[num], timings[den]),
             }
             if target is None:
                 row["meaning"] = meaning
@@ -200,12 +197,8 @@ def speed_ratios(timings: dict[str, Timing]) -> list[dict[str, Any]]:
 
 
 def paired_ratios(num: Timing, den: Timing) -> list[float]:
-    """``num``'s photos/s over ``den``'s in each round, or [] if a method lost a round.
-
-    The two run back to back in every round, so each pair shares the host's state: on a
-    shared VM whose speed drifts 20-30% from one minute to the next, the median of these
-    is the figure that repeats (bench/README.md), where the ratio of the two medians pairs
-    one method's good minute with the other's bad one."""
+    """``num``'s photos/s over ``den``'s in each round (the two ran back to back in it),
+    or [] if a method lost a round: how far the host's drift moves the ratio."""
     if len(num.runs_s) != len(den.runs_s):
         return []
     return [d / n for n, d in zip(num.runs_s, den.runs_s, strict=True)]
@@ -237,18 +230,20 @@ def timing_lines(methods: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def ratio_lines(ratios: list[dict[str, Any]]) -> list[str]:
-    lines = ["(median of the rounds' paired ratios, their range, and the ratio of the medians)"]
+    lines = ["(ratio of the medians; in brackets each round's own ratio: median, range)"]
     for r in ratios:
         paired = r.get("paired") or []
-        spread = f"{min(paired):.2f}-{max(paired):.2f}" if paired else "unpaired"
+        rounds = (
+            f"[{statistics.median(paired):.2f}, {min(paired):.2f}-{max(paired):.2f}]"
+            if paired
+            else "[unpaired]"
+        )
         judged = (
             f"({r['meaning']})"
             if r["target"] is None
             else f"(target >= {r['target']:.2f})  {verdict(r['pass'])}"
         )
-        lines.append(
-            f"{r['name']:24} {r['value']:6.3f}x  [{spread}; {r['of_medians']:.3f}x]  {judged}"
-        )
+        lines.append(f"{r['name']:24} {r['value']:6.3f}x  {rounds:17}  {judged}")
     return lines
 
 

@@ -1,3 +1,3 @@
-from imgpipe.cli.main import app
+from imgpipe.cli.main import main
 
-app(prog_name="imgpipe")
+main()
